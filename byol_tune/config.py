@@ -1,0 +1,185 @@
+"""One typed configuration: config field = YAML key = Tune parameter = logged hparam.
+
+Defaults are tuned for the embedded shapes dataset on a CPU (see ``configs/`` for the BYOL paper's
+ImageNet setup, lightly's example and others). Fields left ``None`` are derived from the dataset and
+backbone when training starts and logged with their resolved values.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from byol_tune.errors import ConfigError
+
+DatasetName = Literal["shapes", "cifar10", "cifar100", "stl10", "imagefolder", "vectors"]
+
+
+class BYOLConfig(BaseModel):
+    """Everything a BYOL run needs. Unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # data
+    dataset: DatasetName = "shapes"
+    data_dir: str | None = None
+    image_size: int | None = Field(None, ge=8, description="None: the dataset's native size")
+    shapes_train_size: int = Field(5000, ge=10)
+    shapes_val_size: int = Field(1000, ge=10)
+    shapes_seed: int = 0
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="for data without a val split")
+
+    # model
+    backbone: str = "small_cnn"
+    small_image_stem: bool | None = Field(None, description="None: on for resnets below 64 px")
+    input_norm: bool | None = Field(None, description="None: on for small_cnn")
+    encoder_dim: int = Field(256, ge=1, description="mlp backbone output size")
+    encoder_hidden_dim: int = Field(256, ge=1, description="mlp backbone hidden size")
+    projector_hidden_dim: int = Field(512, ge=1)
+    projector_out_dim: int = Field(128, ge=1)
+    predictor_hidden_dim: int = Field(512, ge=1)
+
+    # optimisation
+    optimizer: Literal["sgd", "adamw", "lars"] = "adamw"
+    learning_rate: float = Field(2e-3, gt=0)
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="scaled_learning_rate = learning_rate * f(batch_size / 256)"
+    )
+    weight_decay: float = Field(0.05, ge=0)
+    sgd_momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum (not tau)")
+    exclude_bias_norm: bool = Field(True, description="no weight decay or LARS on biases and norms")
+    warmup_epochs: float = Field(1.0, ge=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    lr_scheduler_interval: Literal["step", "epoch"] = "step"
+    batch_size: int = Field(64, ge=2)
+    max_epochs: int = Field(20, ge=1)
+    accumulate_grad_batches: int = Field(1, ge=1)
+
+    # target network
+    tau_base: float = Field(0.99, ge=0, le=1)
+    tau_schedule: Literal["cosine", "constant"] = "cosine"
+    tau_schedule_steps: int | None = Field(None, ge=1, description="None: all optimizer steps")
+
+    # augmentation (Grill et al. 2020, Table 6; extras default off except on the embedded data)
+    crop_min_scale: float = Field(0.3, gt=0, le=1)
+    brightness: float = Field(0.4, ge=0)
+    contrast: float = Field(0.4, ge=0)
+    saturation: float = Field(0.4, ge=0)
+    hue: float = Field(0.5, ge=0, le=0.5)
+    jitter_p: float = Field(0.8, ge=0, le=1)
+    grayscale_p: float = Field(0.3, ge=0, le=1)
+    blur: bool | None = Field(None, description="None: off at 32 px and below")
+    solarize_p: float = Field(0.2, ge=0, le=1, description="second view only, as in the paper")
+    channel_permute_p: float = Field(0.5, ge=0, le=1)
+    invert_p: float = Field(0.2, ge=0, le=1)
+    augment_on_device: bool = Field(True, description="batched augmentation in the training step")
+    vector_noise_std: float = Field(0.1, ge=0, description="vectors: gaussian noise per view")
+    vector_mask_p: float = Field(0.2, ge=0, lt=1, description="vectors: feature dropout per view")
+
+    # evaluation
+    eval_every: int = Field(2, ge=1, description="kNN evaluation every N epochs and at the end")
+    knn_k: int = Field(200, ge=1)
+    knn_temperature: float = Field(0.1, gt=0)
+    linear_probe: bool = True
+
+    # runtime
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: int = Field(1, ge=1)
+    strategy: str = "auto"
+    precision: str = "32-true"
+    sync_batchnorm: bool = False
+    num_workers: int = Field(0, ge=0)
+    output_dir: str = "runs"
+    name: str = "byol"
+
+    @model_validator(mode="after")
+    def _check(self) -> BYOLConfig:
+        if self.dataset in ("imagefolder", "cifar10", "cifar100", "stl10", "vectors") and (not self.data_dir):
+            raise ValueError(f"data_dir is required for dataset {self.dataset!r}")
+        if self.dataset == "vectors" and self.backbone != "mlp":
+            raise ValueError("backbone must be 'mlp' for dataset 'vectors'")
+        return self
+
+    def scaled_learning_rate(self) -> float:
+        """The learning rate the optimizer uses: a separate, logged value, never a rewrite."""
+        ratio = self.batch_size * self.accumulate_grad_batches * self.devices / 256
+        if self.lr_scaling == "linear":
+            return self.learning_rate * ratio
+        if self.lr_scaling == "sqrt":
+            return self.learning_rate * ratio**0.5
+        return self.learning_rate
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(BYOLConfig.model_fields)
+
+
+def _unknown_key_message(key: str, where: str) -> str:
+    close = difflib.get_close_matches(key, field_names(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{where}: unknown config key {key!r}{hint}"
+
+
+def make_config(values: dict[str, Any], where: str = "config") -> BYOLConfig:
+    """Validate ``values`` into a config; any problem becomes one :class:`ConfigError` line."""
+    for key in values:
+        if key not in BYOLConfig.model_fields:
+            raise ConfigError(_unknown_key_message(str(key), where))
+    try:
+        return BYOLConfig(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "config"
+        got = f" (got {error['input']!r})" if key in values else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {key}: {message}{got}") from None
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; missing, unreadable or non-mapping files error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: not valid YAML: {first_line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` with YAML-typed values (``lr=1e-3`` is a float, ``blur=false`` a bool)."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> BYOLConfig:
+    """Config from a YAML file (or defaults) with ``key=value`` overrides applied on top."""
+    values = read_yaml_mapping(path) if path is not None else {}
+    values.update(parse_overrides(overrides or []))
+    return make_config(values, where=str(path) if path is not None else "config")
+
+
+def save_config(config: BYOLConfig, path: str | Path) -> None:
+    """Write a complete config (every field) atomically."""
+    from byol_tune.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(config.model_dump(), sort_keys=False))

@@ -1,0 +1,67 @@
+"""Weighted kNN classifier on L2-normalised features (Wu et al., 2018, Sec. 3.4).
+
+Each of the ``k`` nearest bank items (cosine similarity ``s``) votes for its class with weight
+``exp(s / temperature)``; k=200 and temperature 0.1 as in lightly and solo-learn. Queries are processed in
+chunks so that the ``(chunk, N_bank)`` similarity matrix bounds memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@torch.no_grad()
+def knn_predict(
+    query: Tensor,
+    bank: Tensor,
+    bank_labels: Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk_size: int = 1024,
+) -> Tensor:
+    """Class ranking per query, best first: ``(Q, num_classes)`` of class indices."""
+    if bank.shape[0] == 0:
+        raise ValueError("kNN bank is empty")
+    if temperature <= 0:
+        raise ValueError(f"knn temperature must be > 0, got {temperature}")
+    k = min(k, bank.shape[0])
+    bank = F.normalize(bank.float(), dim=1)  # (N, D)
+    query = F.normalize(query.float(), dim=1)  # (Q, D)
+    rankings = []
+    for start in range(0, query.shape[0], chunk_size):
+        sim = query[start : start + chunk_size] @ bank.T  # (C, N)
+        top_sim, top_idx = sim.topk(k, dim=1)  # (C, k)
+        weights = (top_sim / temperature).exp()  # (C, k)
+        votes = torch.zeros(sim.shape[0], num_classes, device=sim.device)  # (C, classes)
+        votes.scatter_add_(1, bank_labels[top_idx], weights)
+        rankings.append(votes.argsort(dim=1, descending=True))
+    return torch.cat(rankings)  # (Q, classes)
+
+
+@dataclass(frozen=True)
+class KNNAccuracy:
+    top1: float
+    top5: float
+
+
+def knn_accuracy(
+    query: Tensor,
+    query_labels: Tensor,
+    bank: Tensor,
+    bank_labels: Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk_size: int = 1024,
+) -> KNNAccuracy:
+    """Top-1 and top-5 accuracy in percent."""
+    ranking = knn_predict(query, bank, bank_labels, num_classes, k, temperature, chunk_size)
+    hits = ranking == query_labels[:, None]  # (Q, classes)
+    top1 = hits[:, :1].any(dim=1).float().mean().item() * 100
+    top5 = hits[:, :5].any(dim=1).float().mean().item() * 100
+    return KNNAccuracy(top1=top1, top5=top5)

@@ -1,0 +1,56 @@
+"""Target network momentum: the tau schedule and the exponential moving average update.
+
+Grill et al. (2020), Sec. 3.2: "tau = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2 with k the current
+training step and K the maximum number of training steps". Here K is ``schedule_steps``, a searchable
+length counted in optimizer steps; past K, tau stays at 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def cosine_schedule(step: int, max_steps: int, start_value: float, end_value: float) -> float:
+    """Cosine ramp from ``start_value`` at ``step=0`` to ``end_value`` at ``step>=max_steps``."""
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if step >= max_steps:
+        return end_value
+    return end_value - (end_value - start_value) * (math.cos(math.pi * step / max_steps) + 1) / 2
+
+
+def tau_at(step: int, tau_base: float, schedule_steps: int, cosine: bool = True) -> float:
+    """Target momentum at optimizer step ``step``: the paper's cosine ramp to 1, or constant."""
+    if not 0.0 <= tau_base <= 1.0:
+        raise ValueError(f"tau_base must lie in [0, 1], got {tau_base}")
+    if not cosine:
+        return tau_base
+    return cosine_schedule(step, schedule_steps, tau_base, 1.0)
+
+
+@torch.no_grad()
+def update_momentum(model: nn.Module, model_ema: nn.Module, m: float) -> None:
+    """``ema = m * ema + (1 - m) * online`` for parameters, in one fused multi-tensor op.
+
+    Buffers (BatchNorm running statistics, counters) are copied, as the target network in BYOL is
+    "an exponential moving average of the online parameters" and its statistics are not averaged.
+    """
+    ema_params: list[torch.Tensor] = list(model_ema.parameters())
+    online_params: list[torch.Tensor] = list(model.parameters())
+    if len(ema_params) != len(online_params):
+        raise ValueError(f"model and model_ema differ: {len(online_params)} vs {len(ema_params)} parameters")
+    if ema_params:
+        torch._foreach_lerp_(ema_params, online_params, 1.0 - m)
+    for ema_buffer, online_buffer in zip(model_ema.buffers(), model.buffers(), strict=True):
+        ema_buffer.copy_(online_buffer)
+
+
+def deactivate_requires_grad(model: nn.Module) -> None:
+    """Freeze every parameter of ``model`` (the target network is updated only by EMA)."""
+    for param in model.parameters():
+        param.requires_grad_(False)
