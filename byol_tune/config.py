@@ -171,8 +171,26 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Config files that ship with the package, by name (``lightly_example``, ...)."""
+    return {p.stem: p for p in sorted(SHIPPED_CONFIGS.glob("*.yaml"))}
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A file path, or the name of a shipped config."""
+    candidate = Path(path)
+    if candidate.exists() or candidate.suffix:
+        return candidate
+    return shipped_configs().get(str(path), candidate)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> BYOLConfig:
-    """Config from a YAML file (or defaults) with ``key=value`` overrides applied on top."""
+    """Config from a YAML file or shipped config name (or defaults), with ``key=value`` overrides."""
+    if path is not None:
+        path = resolve_config_path(path)
     values = read_yaml_mapping(path) if path is not None else {}
     values.update(parse_overrides(overrides or []))
     return make_config(values, where=str(path) if path is not None else "config")

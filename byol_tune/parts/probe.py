@@ -28,6 +28,7 @@ def linear_probe(
     if train_x.shape[0] == 0 or val_x.shape[0] == 0:
         raise ValueError("linear probe needs non-empty train and val features")
     generator = torch.Generator().manual_seed(seed)
+    train_x, val_x = train_x.detach().float(), val_x.detach().float()
     mean = train_x.mean(dim=0, keepdim=True)  # (1, D)
     std = train_x.std(dim=0, keepdim=True).clamp_min(1e-6)
     train_x = (train_x.float() - mean) / std

@@ -1,0 +1,36 @@
+"""Shared CLI behaviour: a user error is one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from byol_tune.errors import ByolTuneError
+
+_ERROR_TYPES = ("DataError", "ConfigError", "CheckpointError", "ByolTuneError")
+
+
+def user_error_line(exc: BaseException) -> str | None:
+    """The one-line message of a user error, also when a DataLoader worker re-raised it."""
+    if not isinstance(exc, ByolTuneError):
+        return None
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    last = lines[-1]
+    for name in _ERROR_TYPES:  # worker re-raise: "...\nbyol_tune.errors.DataError: <message>"
+        marker = f"byol_tune.errors.{name}: "
+        if marker in last:
+            return last.split(marker, 1)[1]
+    return lines[0] if len(lines) == 1 else last
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
+    try:
+        return main(argv)
+    except ByolTuneError as exc:
+        print(f"error: {user_error_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

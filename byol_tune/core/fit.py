@@ -1,0 +1,151 @@
+"""The plain trainer: ``fit(config) -> FitResult`` on CPU or GPU, no Ray involved.
+
+Writes into a fresh run folder (never reusing one): ``config.yaml`` (complete, reloadable),
+TensorBoard logs, ``checkpoints/`` (best by the objective, and last), ``backbone.pt`` (a plain
+state_dict of the online backbone) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from byol_tune import metrics
+from byol_tune.config import BYOLConfig, make_config, save_config
+from byol_tune.core.build import build_run, hparams
+from byol_tune.errors import CheckpointError
+from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
+from byol_tune.parts.probe import linear_probe
+
+RUN_DIR_ENV = "BYOL_TUNE_RUN_DIR"  # lets DDP ranks launched by Lightning share rank 0's run folder
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
+    backbone_path: Path | None = None
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """A Lightning checkpoint that loads with ``weights_only=True``, else one clear error line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({reason})") from None
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return path
+
+
+def load_backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load an exported ``backbone.pt`` (a plain state_dict) safely."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such backbone file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a loadable state_dict ({reason})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state_dict, got {type(state).__name__}")
+    return state
+
+
+def make_run_dir(config: BYOLConfig) -> Path:
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+        return Path(inherited)
+    run_dir = fresh_dir(Path(config.output_dir), config.name)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    return run_dir
+
+
+def fit(
+    config: BYOLConfig | dict[str, Any],
+    resume_from: str | Path | None = None,
+    progress_bar: bool = True,
+) -> FitResult:
+    """Train BYOL as configured and evaluate it; returns the final metrics and the files written."""
+    if not isinstance(config, BYOLConfig):
+        config = make_config(config)
+    ckpt = check_checkpoint(resume_from) if resume_from is not None else None
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    parts = build_run(config)
+    run_dir = make_run_dir(config)
+    objective = metrics.KNN_TOP1 if parts.splits.info.num_classes else metrics.RANKME
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best-{epoch}",
+        monitor=objective,
+        mode="max",
+        save_on_train_epoch_end=True,
+    )
+    # a monitored ModelCheckpoint only refreshes last.ckpt when the metric improves: keep our own
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="last",
+        save_top_k=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
+    steps_per_epoch = max(1, len(parts.splits.train) // config.batch_size)  # type: ignore[arg-type]
+    trainer = L.Trainer(
+        max_epochs=config.max_epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        precision=config.precision,  # type: ignore[arg-type]
+        accumulate_grad_batches=config.accumulate_grad_batches,
+        sync_batchnorm=config.sync_batchnorm,
+        logger=logger,
+        callbacks=[parts.knn, checkpoint, last],
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=min(50, steps_per_epoch),
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    if trainer.is_global_zero:
+        save_config(config, run_dir / "config.yaml")
+    logger.log_hyperparams(hparams(config))
+    trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt)
+
+    final = {k: v for k, v in parts.knn.history[-1].items() if k not in ("epoch", "step")}
+    final[metrics.LOSS] = float(trainer.callback_metrics.get(f"{metrics.LOSS}_epoch", float("nan")))
+    if config.linear_probe and parts.splits.info.num_classes:
+        bank_x, bank_y = parts.knn.features(trainer, parts.module, parts.splits.bank)
+        val_x, val_y = parts.knn.features(trainer, parts.module, parts.splits.val)
+        num_classes = parts.splits.info.num_classes
+        final[metrics.LINEAR_TOP1] = linear_probe(bank_x, bank_y, val_x, val_y, num_classes)
+    result = FitResult(
+        run_dir=run_dir,
+        metrics=final,
+        history=parts.knn.history,
+        best_checkpoint=Path(checkpoint.best_model_path) if checkpoint.best_model_path else None,
+        last_checkpoint=Path(last.best_model_path) if last.best_model_path else None,
+    )
+    if trainer.is_global_zero:
+        result.backbone_path = run_dir / "backbone.pt"
+        backbone_state = {k: v.cpu() for k, v in parts.module.backbone.state_dict().items()}
+        atomic_write(result.backbone_path, lambda tmp: torch.save(backbone_state, tmp))
+        summary = {"metrics": final, "history": parts.knn.history}
+        atomic_write_text(run_dir / "metrics.json", json.dumps(summary, indent=2))
+    return result

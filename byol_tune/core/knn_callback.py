@@ -1,0 +1,106 @@
+"""Evaluation callback: weighted kNN accuracy (the search objective) and RankMe on clean features.
+
+Every ``eval_every`` epochs and after the last one, backbone features of the clean bank (train split)
+and val split are extracted in eval mode. Under DDP each rank embeds a strided shard (no padding
+duplicates, unlike DistributedSampler), the shards are gathered and re-ordered, and every rank computes
+the same metrics, so any rank may log them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from byol_tune import metrics
+from byol_tune.core.data import eval_loader
+from byol_tune.parts.knn import knn_accuracy
+from byol_tune.parts.rankme import rankme
+
+
+class KNNCallback(L.Callback):
+    def __init__(
+        self,
+        bank: Dataset,
+        val: Dataset,
+        num_classes: int | None,
+        eval_every: int = 1,
+        k: int = 200,
+        temperature: float = 0.1,
+        batch_size: int = 512,
+    ) -> None:
+        super().__init__()
+        if eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+        self.bank = bank
+        self.val = val
+        self.num_classes = num_classes
+        self.eval_every = eval_every
+        self.k = k
+        self.temperature = temperature
+        self.batch_size = batch_size
+        self.history: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        if epoch % self.eval_every == 0 or last or trainer.should_stop:
+            result = self.evaluate(trainer, pl_module)
+            for name, value in result.items():
+                if name not in ("epoch", "step"):
+                    pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
+
+    @torch.no_grad()
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        start = time.perf_counter()
+        was_training = pl_module.training
+        pl_module.eval()  # clean features: BatchNorm uses running statistics
+        try:
+            val_x, val_y = self.features(trainer, pl_module, self.val)
+            result: dict[str, float] = {metrics.RANKME: rankme(val_x)}
+            if self.num_classes is not None and bool((val_y >= 0).all()):
+                bank_x, bank_y = self.features(trainer, pl_module, self.bank)
+                acc = knn_accuracy(val_x, val_y, bank_x, bank_y, self.num_classes, self.k, self.temperature)
+                result[metrics.KNN_TOP1] = acc.top1
+                result[metrics.KNN_TOP5] = acc.top5
+        finally:
+            pl_module.train(was_training)
+        result["eval_seconds"] = time.perf_counter() - start
+        self.history.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step, **result})
+        return result
+
+    @torch.no_grad()
+    def features(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset
+    ) -> tuple[Tensor, Tensor]:
+        """Features and labels of the whole ``dataset`` in order, identical on every rank."""
+        rank, world = trainer.global_rank, trainer.world_size
+        n = len(dataset)  # type: ignore[arg-type]
+        indices = list(range(rank, n, world))
+        feats, labels = [], []
+        for x, y in eval_loader(dataset, indices, self.batch_size):
+            feats.append(pl_module.embed(x.to(pl_module.device)).float())  # type: ignore[operator]
+            labels.append(y.to(pl_module.device))
+        local_x, local_y = torch.cat(feats), torch.cat(labels)  # (n_local, D), (n_local,)
+        if world == 1:
+            return local_x.cpu(), local_y.cpu()
+        return _gather_strided(trainer, local_x, local_y, n)
+
+
+def _gather_strided(trainer: L.Trainer, x: Tensor, y: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Gather rank-strided shards (rank r holds items r, r+W, ...) back into dataset order."""
+    world = trainer.world_size
+    per_rank = -(-n // world)
+    pad = per_rank - x.shape[0]
+    x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
+    y = torch.cat([y, y.new_full((pad,), -1)])
+    all_x: Any = trainer.strategy.all_gather(x)  # (W, per_rank, D)
+    all_y: Any = trainer.strategy.all_gather(y)  # (W, per_rank)
+    # item i of rank r is dataset index r + i * W: transposing to (per_rank, W) restores order
+    ordered_x = all_x.transpose(0, 1).reshape(-1, x.shape[1])[:n]
+    ordered_y = all_y.transpose(0, 1).reshape(-1)[:n]
+    return ordered_x.cpu(), ordered_y.cpu()

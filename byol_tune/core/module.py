@@ -1,0 +1,276 @@
+"""The BYOL LightningModule (Grill et al., 2020).
+
+Online network = backbone + projector + predictor, trained by gradient descent. Target network =
+backbone + projector, an exponential moving average of the online ones that the module itself updates
+after every real optimizer step (so gradient accumulation is respected and no caller can forget it).
+The module takes typed arguments, never a config object; :func:`byol_tune.core.build.build_module`
+maps a :class:`~byol_tune.config.BYOLConfig` onto them.
+
+Minerva users: ``BYOL(backbone=..., projection_head=..., prediction_head=..., learning_rate=...,
+schedule=..., criterion=..., optimizer=SGD, optimizer_kwargs=..., lr_scheduler=..., ...)`` works, as do
+``forward`` (online prediction), ``forward_momentum``, ``cosine_schedule``, ``update_momentum`` and
+``deactivate_requires_grad``. Unlike minerva, ``schedule`` counts optimizer steps and tau really moves.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from byol_tune import metrics
+from byol_tune.parts import momentum
+from byol_tune.parts.backbones import backbone_features, feature_dim
+from byol_tune.parts.heads import MLPHead
+from byol_tune.parts.loss import NormalizedMSELoss
+from byol_tune.parts.optim import build_optimizer, param_groups, warmup_cosine
+
+Criterion = Callable[[Tensor, Tensor], Tensor]
+
+
+class BYOL(L.LightningModule):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        projection_head: nn.Module | None = None,
+        prediction_head: nn.Module | None = None,
+        learning_rate: float = 1e-3,
+        schedule: int | None = None,
+        criterion: Criterion | None = None,
+        optimizer: str | type[Optimizer] = "sgd",
+        optimizer_kwargs: dict[str, Any] | None = None,
+        lr_scheduler: str | type[torch.optim.lr_scheduler.LRScheduler] | None = "warmup_cosine",
+        lr_scheduler_kwargs: dict[str, Any] | None = None,
+        *,
+        lr_scheduler_interval: Literal["step", "epoch"] = "step",
+        warmup_epochs: float = 0.0,
+        weight_decay: float = 0.0,
+        sgd_momentum: float = 0.9,
+        exclude_bias_norm: bool = True,
+        tau_base: float = 0.996,
+        cosine_tau: bool = True,
+        projector_hidden_dim: int = 4096,
+        projector_out_dim: int = 256,
+        predictor_hidden_dim: int = 4096,
+        input_shape: Sequence[int] = (3, 32, 32),
+        augment: nn.Module | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        """
+        Args:
+            backbone: maps inputs to features (flat, or maps that get global-pooled).
+            projection_head, prediction_head: default to the paper's MLPs with the given dims.
+            learning_rate: the rate the optimizer uses (already scaled, if scaling is wanted).
+            schedule: length K of the tau cosine in optimizer steps; None = the whole training run.
+            criterion: ``criterion(prediction, target)``; default 2 - 2cos.
+            optimizer: "sgd", "adamw", "lars", or an optimizer class called with
+                ``(param_groups, lr=learning_rate, **optimizer_kwargs)``.
+            lr_scheduler: "warmup_cosine", "constant", None, or a scheduler class called with
+                ``(optimizer, **lr_scheduler_kwargs)`` and stepped every ``lr_scheduler_interval``.
+            tau_base, cosine_tau: target momentum starts at tau_base; cosine ramp to 1 or constant.
+            input_shape: one sample's shape, to measure the backbone's feature size.
+            augment: turns a batch of raw images into two views in the training step (on device).
+            mean, std: normalisation applied to uint8 inputs for evaluation features.
+        """
+        super().__init__()
+        # optimizer/scheduler classes are kept as attributes, not hparams, so checkpoints stay
+        # loadable with weights_only=True; their names are logged instead
+        self.save_hyperparameters(
+            ignore=[
+                "backbone",
+                "projection_head",
+                "prediction_head",
+                "criterion",
+                "augment",
+                "optimizer",
+                "optimizer_kwargs",
+                "lr_scheduler",
+                "lr_scheduler_kwargs",
+            ]
+        )
+        self.hparams["optimizer"] = optimizer if isinstance(optimizer, str) else optimizer.__name__
+        self.hparams["lr_scheduler"] = (
+            lr_scheduler if lr_scheduler is None or isinstance(lr_scheduler, str) else lr_scheduler.__name__
+        )
+        self.optimizer = optimizer
+        self.optimizer_kwargs = dict(optimizer_kwargs or {})
+        self.lr_scheduler = lr_scheduler
+        self.lr_scheduler_kwargs = dict(lr_scheduler_kwargs or {})
+        self.backbone = backbone
+        # our projector takes pooled (B, D) features; a user's head (minerva pools in it) gets raw output
+        self.pool_features = projection_head is None
+        if projection_head is None:
+            dim = feature_dim(backbone, torch.zeros(2, *input_shape))
+            projection_head = MLPHead(dim, projector_hidden_dim, projector_out_dim)
+        if prediction_head is None:
+            out_dim = _out_features(projection_head, projector_out_dim)
+            prediction_head = MLPHead(out_dim, predictor_hidden_dim, out_dim)
+        self.projection_head = projection_head
+        self.prediction_head = prediction_head
+        self.backbone_momentum = copy.deepcopy(backbone)
+        self.projection_head_momentum = copy.deepcopy(projection_head)
+        momentum.deactivate_requires_grad(self.backbone_momentum)
+        momentum.deactivate_requires_grad(self.projection_head_momentum)
+        self.criterion: Criterion = criterion if criterion is not None else NormalizedMSELoss()
+        self.augment = augment
+        self.learning_rate = learning_rate
+        self.schedule_length = schedule
+        self.tau_base = tau_base
+        self.cosine_tau = cosine_tau
+        self.tau = tau_base
+        self.register_buffer("_mean", _channel_stat(mean, 0.0), persistent=False)
+        self.register_buffer("_std", _channel_stat(std, 1.0), persistent=False)
+
+    # ---- forward passes -------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        """Online prediction q(z(f(x)))."""
+        return self.prediction_head(self.projection_head(self._backbone_out(self.backbone, x)))
+
+    @torch.no_grad()
+    def forward_momentum(self, x: Tensor) -> Tensor:
+        """Target projection z'(f'(x)), detached."""
+        return self.projection_head_momentum(self._backbone_out(self.backbone_momentum, x)).detach()
+
+    def _backbone_out(self, backbone: nn.Module, x: Tensor) -> Tensor:
+        return backbone_features(backbone, x) if self.pool_features else _unwrap(backbone(x))
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Clean backbone features ``(B, D)`` for evaluation; uint8 images are normalised first."""
+        return backbone_features(self.backbone, self.prepare(x))
+
+    def prepare(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.uint8:
+            mean = self.get_buffer("_mean")
+            std = self.get_buffer("_std")
+            return (x.float() / 255 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        return x
+
+    # ---- training -------------------------------------------------------------------------
+    def views(self, batch: Any) -> tuple[Tensor, Tensor]:
+        """Two augmented views from any supported batch layout.
+
+        ``((x1, x2), labels, ...)`` or ``(x1, x2)`` (minerva, lightly): views made by the data loader.
+        ``images`` or ``(images, labels, ...)``: raw images, augmented here by ``self.augment``.
+        """
+        first = batch[0] if isinstance(batch, list | tuple) else batch
+        if isinstance(first, list | tuple) and len(first) == 2:
+            return first[0], first[1]
+        if (
+            isinstance(batch, list | tuple)
+            and len(batch) == 2
+            and isinstance(batch[1], Tensor)
+            and batch[1].shape == first.shape
+            and first.ndim > 1
+        ):
+            return batch[0], batch[1]
+        if self.augment is None:
+            raise ValueError("batch holds raw images but the module has no augment to make views")
+        augment: Any = self.augment
+        view1, view2 = augment(first)
+        return view1, view2
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x1, x2 = self.views(batch)
+        p1, p2 = self.forward(x1), self.forward(x2)
+        z1, z2 = self.forward_momentum(x1), self.forward_momentum(x2)
+        loss = 0.5 * (self.criterion(p1, z2) + self.criterion(p2, z1))
+        self.log(metrics.LOSS, loss, prog_bar=True, on_step=True, on_epoch=True)
+        # the tau this step's EMA update will use (optimizer step number global_step)
+        self.log(metrics.TAU, self.tau_at(self.trainer.global_step), on_step=True, on_epoch=False)
+        self.log(metrics.LR, self.optimizers_lr(), on_step=True, on_epoch=False)
+        return loss
+
+    def optimizers_lr(self) -> float:
+        optimizer = self.optimizers()
+        opt = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+        return float(opt.param_groups[0]["lr"])  # type: ignore[union-attr]
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step the online network, then move the target towards it (one EMA per real step)."""
+        step = self.trainer.global_step  # optimizer steps completed before this one
+        super().optimizer_step(*args, **kwargs)
+        self.tau = self.tau_at(step)
+        self.update_momentum(self.backbone, self.backbone_momentum, self.tau)
+        self.update_momentum(self.projection_head, self.projection_head_momentum, self.tau)
+
+    def tau_at(self, step: int) -> float:
+        return momentum.tau_at(step, self.tau_base, self.schedule_steps(), self.cosine_tau)
+
+    def schedule_steps(self) -> int:
+        if self.schedule_length is not None:
+            return self.schedule_length
+        return max(1, int(self.trainer.estimated_stepping_batches))
+
+    def configure_optimizers(self) -> Any:
+        hp: Any = self.hparams
+        online = nn.ModuleList([self.backbone, self.projection_head, self.prediction_head])
+        groups = param_groups(online, hp.weight_decay, hp.exclude_bias_norm)
+        if isinstance(self.optimizer, str):
+            optimizer = build_optimizer(
+                self.optimizer, groups, self.learning_rate, hp.weight_decay, hp.sgd_momentum
+            )
+        else:
+            for group in groups:
+                group.pop("lars_exclude", None)
+                group.pop("weight_decay", None)
+            optimizer_cls: Any = self.optimizer
+            optimizer = optimizer_cls(groups, lr=self.learning_rate, **self.optimizer_kwargs)
+        scheduler = self._scheduler(optimizer)
+        if scheduler is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": hp.lr_scheduler_interval},
+        }
+
+    def _scheduler(self, optimizer: Optimizer) -> Any:
+        hp: Any = self.hparams
+        if self.lr_scheduler is None:
+            return None
+        if not isinstance(self.lr_scheduler, str):
+            return self.lr_scheduler(optimizer, **self.lr_scheduler_kwargs)
+        if self.lr_scheduler not in ("warmup_cosine", "constant"):
+            raise ValueError(f"lr_scheduler: unknown name {self.lr_scheduler!r}")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        if hp.lr_scheduler_interval == "epoch":
+            warmup, total = math.ceil(hp.warmup_epochs), epochs
+        else:
+            warmup = round(hp.warmup_epochs * total / epochs)
+        cosine = self.lr_scheduler == "warmup_cosine"
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, warmup, total, cosine)
+        )
+
+    # ---- lightly / minerva helpers ----------------------------------------------------------
+    @staticmethod
+    def cosine_schedule(step: int, max_steps: int, start_value: float, end_value: float) -> float:
+        return momentum.cosine_schedule(step, max_steps, start_value, end_value)
+
+    @staticmethod
+    def update_momentum(model: nn.Module, model_ema: nn.Module, m: float) -> None:
+        momentum.update_momentum(model, model_ema, m)
+
+    @staticmethod
+    def deactivate_requires_grad(model: nn.Module) -> None:
+        momentum.deactivate_requires_grad(model)
+
+
+def _unwrap(y: Any) -> Tensor:
+    return y["out"] if isinstance(y, dict) else y
+
+
+def _out_features(head: nn.Module, fallback: int) -> int:
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else fallback
+
+
+def _channel_stat(values: Sequence[float] | None, default: float) -> Tensor:
+    return torch.tensor(list(values) if values is not None else [default], dtype=torch.float32)

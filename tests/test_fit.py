@@ -1,0 +1,144 @@
+"""End-to-end runs of the plain trainer: embedded data, every dataset format, every shipped config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from formats import write_cifar10, write_cifar100, write_image_folder, write_stl10, write_vectors
+
+from byol_tune import metrics
+from byol_tune.config import load_config, make_config, shipped_configs
+from byol_tune.core.fit import fit, load_backbone_state
+from byol_tune.parts.momentum import tau_at
+
+TINY = {
+    "shapes_train_size": 256,
+    "shapes_val_size": 64,
+    "batch_size": 32,
+    "max_epochs": 2,
+    "eval_every": 1,
+    "knn_k": 20,
+    "projector_hidden_dim": 64,
+    "projector_out_dim": 32,
+    "predictor_hidden_dim": 64,
+}
+
+
+def test_fit_on_embedded_data(tmp_path: Path) -> None:
+    config = make_config({**TINY, "output_dir": str(tmp_path)})
+    result = fit(config, progress_bar=False)
+    run = result.run_dir
+    for name in ("config.yaml", "metrics.json", "backbone.pt"):
+        assert (run / name).is_file(), name
+    assert result.last_checkpoint is not None and result.last_checkpoint.is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    # knn_top1 logged at every evaluation (epochs 1 and 2) and in the final metrics
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert all(0.0 <= h[metrics.KNN_TOP1] <= 100.0 for h in result.history)
+    assert {metrics.KNN_TOP1, metrics.KNN_TOP5, metrics.RANKME, metrics.LINEAR_TOP1} <= set(result.metrics)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["metrics"][metrics.KNN_TOP1] == result.metrics[metrics.KNN_TOP1]
+    # the config written is complete and reloads to the same config
+    assert load_config(run / "config.yaml") == config
+    # the target moved, tau followed the per-step cosine to its last step
+    ckpt = torch.load(result.last_checkpoint, weights_only=True)
+    state = ckpt["state_dict"]
+    steps = 2 * (256 // 32)
+    assert ckpt["global_step"] == steps
+    online = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    target = {
+        k.removeprefix("backbone_momentum."): v
+        for k, v in state.items()
+        if k.startswith("backbone_momentum.")
+    }
+    moved = [not torch.equal(online[k], target[k]) for k in online if online[k].is_floating_point()]
+    assert any(moved)
+    assert load_backbone_state(run / "backbone.pt").keys() == online.keys()
+    step, value = _last_scalar(run / "tensorboard", metrics.TAU)
+    assert step > 0 and value == pytest.approx(tau_at(step, 0.99, steps), abs=1e-6)
+
+
+def _last_scalar(folder: Path, tag: str) -> tuple[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    event = acc.Scalars(tag)[-1]
+    return int(event.step), float(event.value)
+
+
+def test_second_run_never_overwrites_first(tmp_path: Path) -> None:
+    config = make_config({**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "linear_probe": False})
+    first = fit(config, progress_bar=False)
+    before = (first.run_dir / "backbone.pt").read_bytes()
+    second = fit(config, progress_bar=False)
+    assert second.run_dir != first.run_dir and second.run_dir.name == "byol-1"
+    assert (first.run_dir / "backbone.pt").read_bytes() == before
+
+
+def _dataset_case(name: str, root: Path) -> dict[str, Any]:
+    if name == "cifar10":
+        return {"dataset": "cifar10", "data_dir": str(write_cifar10(root))}
+    if name == "cifar100":
+        return {"dataset": "cifar100", "data_dir": str(write_cifar100(root))}
+    if name == "stl10":
+        return {"dataset": "stl10", "data_dir": str(write_stl10(root)), "image_size": None}
+    if name == "imagefolder":
+        return {"dataset": "imagefolder", "data_dir": str(write_image_folder(root)), "image_size": 32}
+    path = write_vectors(root / "vectors.npz")
+    return {"dataset": "vectors", "data_dir": str(path), "backbone": "mlp"}
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "stl10", "imagefolder", "vectors"])
+def test_fit_reads_each_real_format(tmp_path: Path, dataset: str) -> None:
+    values = {**TINY, **_dataset_case(dataset, tmp_path / "data"), "batch_size": 8, "max_epochs": 1}
+    result = fit(make_config({**values, "output_dir": str(tmp_path / "runs")}), progress_bar=False)
+    assert metrics.RANKME in result.metrics
+    assert metrics.KNN_TOP1 in result.metrics
+
+
+@pytest.mark.parametrize("name", sorted(shipped_configs()))
+def test_every_shipped_config_trains(tmp_path: Path, name: str) -> None:
+    config = load_config(name)
+    values = config.model_dump()
+    case = _dataset_case(config.dataset, tmp_path / "data") if config.dataset != "shapes" else {}
+    # shrink only what makes the run long on a CPU; every other setting is the file's own
+    values.update(case)
+    values.update(
+        max_epochs=1,
+        batch_size=8,
+        devices=1,
+        num_workers=0,
+        accumulate_grad_batches=1,
+        shapes_train_size=64,
+        shapes_val_size=32,
+        output_dir=str(tmp_path / "runs"),
+        linear_probe=False,
+    )
+    if config.dataset == "imagefolder":
+        values["image_size"] = 32  # resnet50 at 224 px takes minutes per step on 2 CPU cores
+    result = fit(make_config(values), progress_bar=False)
+    assert metrics.RANKME in result.metrics
+
+
+def test_layers_parts_and_core_import_no_ray_or_optuna() -> None:
+    code = (
+        "import sys, byol_tune.train, byol_tune.core.fit, byol_tune.parts.transforms;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna'));"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shipped_configs_are_complete_mappings() -> None:
+    for name, path in shipped_configs().items():
+        data = yaml.safe_load(path.read_text())
+        assert isinstance(data, dict) and data, name
+        make_config(data, where=name)

@@ -1,0 +1,209 @@
+"""The BYOL LightningModule: EMA ownership, tau schedule, batch layouts, peer compatibility."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from byol_tune import metrics
+from byol_tune.core.module import BYOL
+from byol_tune.parts.backbones import backbone_names, build_backbone, feature_dim
+from byol_tune.parts.heads import MLPHead
+from byol_tune.parts.loss import NormalizedMSELoss
+from byol_tune.parts.momentum import tau_at
+
+
+def _tiny_backbone() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+
+
+def _views_loader(n: int = 32, batch: int = 8) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = torch.randn(n, 3, 8, 8, generator=g), torch.randn(n, 3, 8, 8, generator=g)
+    return DataLoader(TensorDataset(x1, x2), batch_size=batch, drop_last=True)
+
+
+def _trainer(max_epochs: int = 1, **kwargs: object) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _target_state(model: BYOL) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.backbone_momentum.parameters()]
+
+
+def test_minerva_constructor_and_helpers() -> None:
+    backbone = _tiny_backbone()
+    model = BYOL(
+        backbone=backbone,
+        projection_head=MLPHead(8, 16, 4),
+        prediction_head=MLPHead(4, 16, 4),
+        learning_rate=0.05,
+        schedule=10,
+        criterion=NormalizedMSELoss(),
+        optimizer=torch.optim.SGD,
+        optimizer_kwargs={"momentum": 0.9},
+        lr_scheduler=torch.optim.lr_scheduler.StepLR,
+        lr_scheduler_kwargs={"step_size": 1},
+    )
+    x = torch.randn(4, 3, 8, 8)
+    assert model(x).shape == (4, 4)
+    assert model.forward_momentum(x).shape == (4, 4) and not model.forward_momentum(x).requires_grad
+    assert model.cosine_schedule(0, 10, 0.996, 1.0) == pytest.approx(0.996)
+    assert not any(p.requires_grad for p in model.backbone_momentum.parameters())
+    assert not any(p.requires_grad for p in model.projection_head_momentum.parameters())
+    target = _target_state(model)
+    _trainer().fit(model, _views_loader())  # minerva batches: (x0, x1)
+    assert isinstance(model.trainer.optimizers[0], torch.optim.SGD)
+    assert any(not torch.equal(a, b) for a, b in zip(target, _target_state(model), strict=True))
+    assert model.hparams["optimizer"] == "SGD"
+
+
+def test_target_follows_ema_of_online_after_each_step() -> None:
+    model = BYOL(
+        _tiny_backbone(),
+        learning_rate=0.1,
+        schedule=4,
+        projector_hidden_dim=16,
+        projector_out_dim=4,
+        predictor_hidden_dim=16,
+        input_shape=(3, 8, 8),
+    )
+    seen: list[tuple[int, float]] = []
+
+    class Check(L.Callback):
+        def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+            seen.append((trainer.global_step, model.tau))
+
+    _trainer(callbacks=[Check()]).fit(model, _views_loader(n=32, batch=8))
+    # 4 optimizer steps; after step k (0-based) the EMA used tau_k of the cosine over K=4
+    assert [s for s, _ in seen] == [1, 2, 3, 4]
+    assert [t for _, t in seen] == pytest.approx([tau_at(k, 0.996, 4) for k in range(4)])
+    assert seen[0][1] == pytest.approx(0.996)
+
+
+def test_ema_respects_gradient_accumulation() -> None:
+    model = BYOL(
+        _tiny_backbone(),
+        learning_rate=0.1,
+        projector_hidden_dim=16,
+        projector_out_dim=4,
+        predictor_hidden_dim=16,
+        input_shape=(3, 8, 8),
+        tau_base=0.5,
+        cosine_tau=False,
+    )
+    updates: list[int] = []
+    original = model.update_momentum
+
+    def counting(online: nn.Module, target: nn.Module, m: float) -> None:
+        updates.append(1)
+        original(online, target, m)
+
+    model.update_momentum = counting  # type: ignore[method-assign]
+    _trainer(accumulate_grad_batches=2).fit(model, _views_loader(n=32, batch=8))
+    assert model.trainer.global_step == 2
+    assert len(updates) == 2 * 2  # backbone + projector, once per real optimizer step
+
+
+def test_single_step_ema_matches_formula() -> None:
+    torch.manual_seed(0)
+    model = BYOL(
+        _tiny_backbone(),
+        learning_rate=0.1,
+        projector_hidden_dim=16,
+        projector_out_dim=4,
+        predictor_hidden_dim=16,
+        input_shape=(3, 8, 8),
+        tau_base=0.9,
+        cosine_tau=False,
+        lr_scheduler=None,
+    )
+    before = _target_state(model)
+    _trainer(max_steps=1).fit(model, _views_loader(n=8, batch=8))
+    online = [p.detach() for p in model.backbone.parameters()]
+    for t0, t1, o in zip(before, _target_state(model), online, strict=True):
+        torch.testing.assert_close(t1, 0.9 * t0 + 0.1 * o, atol=1e-6, rtol=0)
+
+
+def test_raw_image_batches_are_augmented_by_module() -> None:
+    calls: list[tuple[int, ...]] = []
+
+    class Augment(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            calls.append(tuple(x.shape))
+            x = x.float() / 255
+            return x + 0.01 * torch.randn_like(x), x
+
+    model = BYOL(
+        _tiny_backbone(),
+        projector_hidden_dim=16,
+        projector_out_dim=4,
+        predictor_hidden_dim=16,
+        input_shape=(3, 8, 8),
+        augment=Augment(),
+    )
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    loader = DataLoader(TensorDataset(images, torch.zeros(16, dtype=torch.long)), batch_size=8)
+    _trainer().fit(model, loader)
+    assert calls == [(8, 3, 8, 8), (8, 3, 8, 8)]
+    assert metrics.LOSS in model.trainer.callback_metrics
+
+
+def test_raw_batch_without_augment_is_an_error() -> None:
+    model = BYOL(
+        _tiny_backbone(),
+        projector_hidden_dim=16,
+        projector_out_dim=4,
+        predictor_hidden_dim=16,
+        input_shape=(3, 8, 8),
+    )
+    with pytest.raises(ValueError, match="augment"):
+        model.views((torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("name", backbone_names())
+def test_every_registered_backbone_gives_flat_features(name: str) -> None:
+    if name == "mlp":
+        backbone, x = build_backbone(name, input_dim=12, output_dim=20), torch.randn(2, 12)
+        expected = 20
+    else:
+        kwargs = {"small_image_stem": True} if name.startswith("resnet") else {}
+        backbone, x = build_backbone(name, **kwargs), torch.randn(2, 3, 32, 32)
+        expected = {"small_cnn": 256, "resnet18": 512, "resnet50": 2048}[name]
+    assert feature_dim(backbone, x) == expected
+    model = BYOL(
+        backbone,
+        projector_hidden_dim=8,
+        projector_out_dim=4,
+        predictor_hidden_dim=8,
+        input_shape=tuple(x.shape[1:]),
+    )
+    assert model(x).shape == (2, 4)
+
+
+def test_unknown_backbone_lists_choices() -> None:
+    with pytest.raises(ValueError, match="small_cnn"):
+        build_backbone("vgg11")
+
+
+def test_feature_map_backbone_is_pooled_for_projector() -> None:
+    backbone = nn.Conv2d(3, 6, 3, padding=1)  # (B, 6, H, W) feature maps, like minerva's DeepLab
+    model = BYOL(
+        backbone, projector_hidden_dim=8, projector_out_dim=4, predictor_hidden_dim=8, input_shape=(3, 8, 8)
+    )
+    x = torch.randn(2, 3, 8, 8)
+    assert model.embed(x).shape == (2, 6)
+    assert model(x).shape == (2, 4) and model.forward_momentum(x).shape == (2, 4)
