@@ -165,9 +165,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected key=value")
         try:
-            values[key.strip()] = yaml.safe_load(raw) if raw else None
+            value = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError:
             raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
+        values[key.strip()] = _number_or_value(value)
     return values
 
 
@@ -185,6 +186,16 @@ def resolve_config_path(path: str | Path) -> Path:
     if candidate.exists() or candidate.suffix:
         return candidate
     return shipped_configs().get(str(path), candidate)
+
+
+def _number_or_value(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` as a string; a number is what anyone typing it means."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> BYOLConfig:

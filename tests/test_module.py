@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -207,3 +209,56 @@ def test_feature_map_backbone_is_pooled_for_projector() -> None:
     x = torch.randn(2, 3, 8, 8)
     assert model.embed(x).shape == (2, 6)
     assert model(x).shape == (2, 4) and model.forward_momentum(x).shape == (2, 4)
+
+
+def test_quadra_semantics_constant_tau_and_epoch_lr_interval() -> None:
+    """quadra: base teacher momentum with cosine decay switched off; LR scheduler stepped per epoch."""
+    model = BYOL(
+        _tiny_backbone(),
+        learning_rate=0.1,
+        projector_hidden_dim=16,
+        projector_out_dim=4,
+        predictor_hidden_dim=16,
+        input_shape=(3, 8, 8),
+        tau_base=0.99,
+        cosine_tau=False,
+        lr_scheduler_interval="epoch",
+        warmup_epochs=0,
+    )
+    lrs: list[float] = []
+    taus: list[float] = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+        def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+            taus.append(model.tau)
+
+    _trainer(max_epochs=2, callbacks=[Record()]).fit(model, _views_loader(n=32, batch=8))
+    assert taus == [0.99] * 8
+    # cosine over 2 epochs, stepped at epoch ends: full LR through epoch 1, half through epoch 2
+    assert lrs == pytest.approx([0.1] * 4 + [0.05] * 4)
+
+
+def test_step_interval_lr_warmup_then_cosine() -> None:
+    model = BYOL(
+        _tiny_backbone(),
+        learning_rate=0.1,
+        projector_hidden_dim=16,
+        projector_out_dim=4,
+        predictor_hidden_dim=16,
+        input_shape=(3, 8, 8),
+        warmup_epochs=1,
+        optimizer="lars",
+    )
+    lrs: list[float] = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    _trainer(max_epochs=2, callbacks=[Record()]).fit(model, _views_loader(n=32, batch=8))
+    # 8 steps, 4 warm-up steps: (k+1)/5 of the LR, then cosine over the remaining 4
+    assert lrs[:4] == pytest.approx([0.02, 0.04, 0.06, 0.08])
+    assert lrs[4:] == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])

@@ -68,6 +68,14 @@ def load_backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+class ObjectiveCheckpoint(ModelCheckpoint):
+    """Keeps the best checkpoint by the objective, considered only at epochs that evaluated it."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor in trainer.callback_metrics:
+            super().on_train_epoch_end(trainer, pl_module)
+
+
 def make_run_dir(config: BYOLConfig) -> Path:
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
@@ -81,6 +89,7 @@ def fit(
     config: BYOLConfig | dict[str, Any],
     resume_from: str | Path | None = None,
     progress_bar: bool = True,
+    callbacks: list[L.Callback] | None = None,
 ) -> FitResult:
     """Train BYOL as configured and evaluate it; returns the final metrics and the files written."""
     if not isinstance(config, BYOLConfig):
@@ -90,7 +99,7 @@ def fit(
     parts = build_run(config)
     run_dir = make_run_dir(config)
     objective = metrics.KNN_TOP1 if parts.splits.info.num_classes else metrics.RANKME
-    checkpoint = ModelCheckpoint(
+    checkpoint = ObjectiveCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{epoch}",
         monitor=objective,
@@ -116,7 +125,7 @@ def fit(
         accumulate_grad_batches=config.accumulate_grad_batches,
         sync_batchnorm=config.sync_batchnorm,
         logger=logger,
-        callbacks=[parts.knn, checkpoint, last],
+        callbacks=[parts.knn, checkpoint, last, *(callbacks or [])],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         log_every_n_steps=min(50, steps_per_epoch),

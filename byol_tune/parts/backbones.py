@@ -92,8 +92,8 @@ def small_cnn(widths: tuple[int, ...] = (16, 32, 64, 256), input_norm: bool = Tr
     """
     layers: list[nn.Module] = [InputStandardize()] if input_norm else []
     cin = 3
-    for i, width in enumerate(widths):
-        layers += _conv_bn_relu(cin, width, stride=1 if i == 0 else 2)
+    for width in widths:
+        layers += _conv_bn_relu(cin, width, stride=2)
         cin = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return nn.Sequential(*layers)

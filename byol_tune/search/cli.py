@@ -1,0 +1,237 @@
+"""The search command: flags, the Ray cluster, the Tune run and the report at the end."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from byol_tune import metrics
+from byol_tune.config import save_config
+from byol_tune.core.data import load_splits
+from byol_tune.errors import ConfigError
+from byol_tune.io import atomic_write_text
+from byol_tune.search import results
+from byol_tune.search.ray_train import Resources, ensure_env
+from byol_tune.search.report import rank, write_reports
+from byol_tune.search.space import load_space, space_names
+from byol_tune.search.tuner import (
+    SearchSettings,
+    build_tuner,
+    check_feasible,
+    make_trainable,
+    sample_config,
+    trial_overrides,
+)
+
+STATE_FILE = "byol_search.yaml"  # what --resume needs to rebuild the same search
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m byol_tune.search",
+        description="Search BYOL hyperparameters with Ray Tune (Optuna TPE + ASHA); each trial is a Ray "
+        "Train TorchTrainer. With no arguments: the embedded shapes data and search_spaces/default.yaml, "
+        "sized to finish in about 10 minutes on 2 CPU cores.",
+    )
+    p.add_argument(
+        "--space", default="default", help=f"search space file or name ({', '.join(space_names())})"
+    )
+    p.add_argument(
+        "--dataset",
+        help="override the space's dataset (shapes, cifar10, cifar100, stl10, imagefolder, vectors)",
+    )
+    p.add_argument("--data-dir", help="override the space's data_dir")
+    p.add_argument("--num-samples", type=int, help="trials to run (default: the space's)")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: the space's)")
+    p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers (DDP ranks) per trial")
+    p.add_argument(
+        "--cpus-per-worker", type=float, default=None, help="CPUs per worker (default: fits the cluster)"
+    )
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (0: CPU training)")
+    p.add_argument("--max-concurrent", type=int, help="trials running at once (default: the space's, or 1)")
+    p.add_argument("--searcher", choices=["tpe", "random"], default="tpe")
+    p.add_argument("--scheduler", choices=["asha", "none"], default="asha")
+    p.add_argument(
+        "--objective",
+        choices=list(metrics.OBJECTIVES),
+        default=metrics.KNN_TOP1,
+        help="knn_top1 (labels) or rankme (no labels)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--storage-path", default="runs/search", help="where experiments are written")
+    p.add_argument("--name", default="byol_search", help="experiment name (a fresh suffix if it exists)")
+    p.add_argument("--resume", metavar="EXPERIMENT_DIR", help="continue an interrupted experiment")
+    p.add_argument(
+        "--address",
+        help="join an existing Ray cluster (e.g. 'auto' or ray://host:10001); "
+        "use shared storage for --storage-path",
+    )
+    p.add_argument(
+        "--no-dashboard", action="store_true", help="start the local cluster without the dashboard"
+    )
+    return p
+
+
+def search_main(argv: list[str] | None) -> int:
+    args = parser().parse_args(argv)
+    start = time.perf_counter()
+    if args.resume:
+        state = _read_state(Path(args.resume))
+        args = parser().parse_args(state["argv"] + ["--resume", args.resume])
+    space = load_space(args.space)
+    budget = space.budget
+    settings = SearchSettings(
+        num_samples=args.num_samples or budget.get("num_samples", 8),
+        max_epochs=args.max_epochs or budget.get("max_epochs", 6),
+        max_concurrent=args.max_concurrent or budget.get("max_concurrent", 1),
+        searcher=args.searcher,
+        scheduler=args.scheduler,
+        grace_period=budget.get("grace_period", 2),
+        reduction_factor=budget.get("reduction_factor", 2),
+        objective=args.objective,
+        seed=args.seed,
+    )
+    base: dict[str, Any] = {}
+    if args.dataset:
+        base["dataset"] = args.dataset
+    if args.data_dir:
+        base["data_dir"] = args.data_dir
+    overrides = trial_overrides(settings, base)
+    config = sample_config(space, overrides)
+    splits = load_splits(config)  # bad data fails here, before any Ray process starts
+    if settings.objective == metrics.KNN_TOP1 and not splits.info.num_classes:
+        raise ConfigError(
+            f"--objective knn_top1: dataset {config.dataset!r} has no labels; use --objective rankme"
+        )
+    if args.resume:
+        experiment = Path(args.resume).resolve()
+    else:
+        experiment = _fresh_experiment(Path(args.storage_path).resolve(), args.name)
+    import ray
+
+    ensure_env()
+    context = ray.init(
+        address=args.address,
+        include_dashboard=not args.no_dashboard,
+        log_to_driver=False,
+        configure_logging=True,
+        logging_level=logging.WARNING,
+    )
+    _print_dashboard(getattr(context, "dashboard_url", None))
+    resources = _resources(args, ray.cluster_resources(), settings.max_concurrent)
+    check_feasible(resources, settings.max_concurrent, ray.cluster_resources())
+    if not args.resume:
+        experiment.mkdir(parents=True)
+        _write_state(experiment, argv if argv is not None else sys.argv[1:])
+    print(f"experiment: {experiment}", flush=True)
+    print(
+        f"search: {settings.num_samples} trials x <= {settings.max_epochs} epochs, {settings.searcher} + "
+        f"{settings.scheduler}, objective {settings.objective}; {resources.workers} worker(s) x "
+        f"{resources.cpus_per_worker:g} CPU per trial",
+        flush=True,
+    )
+    from ray import tune
+
+    if args.resume:
+        tuner = tune.Tuner.restore(
+            str(experiment),
+            trainable=make_trainable(space, overrides, resources),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+    else:
+        tuner = build_tuner(space, settings, resources, overrides, experiment.parent, experiment.name)
+    grid = tuner.fit()
+    records = results.records_from_grid(grid, settings.objective)
+    ranked = [r for r in rank(records, settings.objective) if math.isfinite(r.best(settings.objective))]
+    if not ranked:
+        raise ConfigError(f"{experiment}: no trial reported {settings.objective}; see the trial logs there")
+    best_config = space.make_config(ranked[0].params, overrides)
+    best_path = experiment / "best_config.yaml"
+    save_config(best_config, best_path)
+    written = write_reports(
+        records, settings.objective, settings.max_epochs, experiment, best_path, time.perf_counter() - start
+    )
+    print(results.table(records, settings.objective, settings.max_epochs))
+    best, worst = ranked[0], ranked[-1]
+    print(
+        f"best trial {best.trial_id}: {settings.objective} = {best.best(settings.objective):.2f}; "
+        f"worst: {worst.best(settings.objective):.2f}"
+    )
+    print(
+        "best config:\n"
+        + yaml.safe_dump(
+            {k: best_config.model_dump()[k] for k in sorted(best.params) if k in best_config.model_dump()},
+            sort_keys=True,
+        ).rstrip()
+    )
+    print(
+        f"written to {experiment}: "
+        + ", ".join(p.relative_to(experiment).as_posix() for p in [best_path, *written])
+    )
+    print(f"train it longer: python -m byol_tune.train --from-search {experiment} --max-epochs 20")
+    return 0
+
+
+def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: int) -> Resources:
+    workers = args.workers_per_trial
+    if workers < 1:
+        raise ConfigError(f"--workers-per-trial: must be >= 1, got {workers}")
+    driver = 0.1
+    cpus = args.cpus_per_worker
+    if cpus is None:  # share what the cluster has between the concurrent trials' workers
+        cpus = max(
+            0.1,
+            math.floor(10 * (cluster.get("CPU", 1.0) - concurrent * driver) / (concurrent * workers)) / 10,
+        )
+    if cpus <= 0:
+        raise ConfigError(f"--cpus-per-worker: must be > 0, got {cpus}")
+    if args.gpus_per_worker < 0:
+        raise ConfigError(f"--gpus-per-worker: must be >= 0, got {args.gpus_per_worker}")
+    return Resources(
+        workers=workers, cpus_per_worker=cpus, gpus_per_worker=args.gpus_per_worker, driver_cpus=driver
+    )
+
+
+def _print_dashboard(url: str | None) -> None:
+    if not url:
+        print("Ray dashboard: off", flush=True)
+        return
+    print(
+        f"Ray dashboard: http://{url}\n"
+        "  Ray 2.60 protects it with a token: run `ray get-auth-token` and paste the token when the page "
+        "asks (or send the header `Authorization: Bearer <token>`)",
+        flush=True,
+    )
+
+
+def _fresh_experiment(storage: Path, name: str) -> Path:
+    for i in range(10_000):
+        candidate = storage / (name if i == 0 else f"{name}-{i}")
+        if not candidate.exists():
+            return candidate
+    raise ConfigError(f"--storage-path {storage}: no free experiment name for {name!r}")
+
+
+def _write_state(experiment: Path, argv: list[str]) -> None:
+    clean = [a for a in argv]
+    atomic_write_text(experiment / STATE_FILE, yaml.safe_dump({"argv": clean}))
+
+
+def _read_state(experiment: Path) -> dict[str, Any]:
+    state_file = experiment / STATE_FILE
+    if not experiment.is_dir():
+        raise ConfigError(f"--resume {experiment}: no such experiment folder")
+    if not state_file.is_file():
+        raise ConfigError(f"--resume {experiment}: not a byol-tune experiment (no {STATE_FILE})")
+    state = yaml.safe_load(state_file.read_text())
+    if not isinstance(state, dict) or not isinstance(state.get("argv"), list):
+        raise ConfigError(f"--resume {state_file}: unreadable experiment state")
+    return state

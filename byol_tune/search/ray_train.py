@@ -1,0 +1,150 @@
+"""Ray Train around the core: one BYOL run as a ``TorchTrainer`` with N DDP workers.
+
+Nothing here changes the LightningModule: the Lightning Trainer just gets Ray's DDP strategy,
+environment plugin and a callback that reports every kNN evaluation with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from byol_tune import metrics
+from byol_tune.config import BYOLConfig, make_config
+from byol_tune.core.build import build_run, hparams
+from byol_tune.core.knn_callback import KNNCallback
+
+CHECKPOINT_NAME = "checkpoint.ckpt"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks of the cluster. The driver needs a little CPU, never a whole core."""
+
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    driver_cpus: float = 0.1
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.gpus_per_worker > 0
+
+    def cpus_per_trial(self) -> float:
+        return self.driver_cpus + self.workers * self.cpus_per_worker
+
+    def gpus_per_trial(self) -> float:
+        return self.workers * self.gpus_per_worker
+
+
+class ReportEvaluations(L.Callback):
+    """After each kNN evaluation: save a checkpoint and ``ray.train.report`` the metrics with it."""
+
+    def __init__(self, knn: KNNCallback) -> None:
+        self.knn = knn
+        self.reported = 0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if len(self.knn.history) == self.reported:
+            return
+        self.reported = len(self.knn.history)
+        import ray.train
+
+        row = {k: float(v) for k, v in self.knn.history[-1].items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / CHECKPOINT_NAME
+            trainer.save_checkpoint(path)  # collective under DDP; rank 0 writes the file
+            checkpoint = ray.train.Checkpoint.from_directory(tmp) if trainer.is_global_zero else None
+            ray.train.report(row, checkpoint=checkpoint)
+
+
+def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker: the same build as the plain trainer, with Ray's DDP plumbing."""
+    import ray.train
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+
+    config = make_config(train_loop_config["config"])
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    parts = build_run(config)
+    log_dir = train_loop_config.get("log_dir")
+    logger: Any = False
+    if log_dir and ray.train.get_context().get_world_rank() == 0:
+        logger = TensorBoardLogger(save_dir=log_dir, name="tensorboard", version="")
+        logger.log_hyperparams(hparams(config))
+    trainer = L.Trainer(
+        max_epochs=config.max_epochs,
+        accelerator="gpu" if train_loop_config.get("use_gpu") else "cpu",
+        devices="auto",
+        strategy=RayDDPStrategy(),
+        plugins=[RayLightningEnvironment()],
+        precision=config.precision,  # type: ignore[arg-type]
+        accumulate_grad_batches=config.accumulate_grad_batches,
+        sync_batchnorm=config.sync_batchnorm,
+        callbacks=[parts.knn, ReportEvaluations(parts.knn)],
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        log_every_n_steps=min(50, max(1, len(parts.splits.train) // config.batch_size)),  # type: ignore[arg-type]
+    )
+    trainer = prepare_trainer(trainer)
+    ckpt_path = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # resuming: continue from the last reported evaluation
+        with checkpoint.as_directory() as folder:
+            local = Path(tempfile.mkdtemp()) / CHECKPOINT_NAME
+            local.write_bytes((Path(folder) / CHECKPOINT_NAME).read_bytes())
+            ckpt_path = str(local)
+    trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path)
+
+
+def make_torch_trainer(
+    config: BYOLConfig,
+    resources: Resources,
+    storage_path: str,
+    name: str,
+    log_dir: str | None = None,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """A ``TorchTrainer`` that trains ``config`` with ``resources``; re-running it with the same
+    ``storage_path``/``name`` resumes from its latest checkpoint."""
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    objective = metrics.KNN_TOP1
+    per_worker: dict[str, float] = {"CPU": resources.cpus_per_worker}
+    if resources.use_gpu:
+        per_worker["GPU"] = resources.gpus_per_worker
+    return TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config={
+            "config": config.model_dump(),
+            "log_dir": log_dir,
+            "use_gpu": resources.use_gpu,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=resources.workers, use_gpu=resources.use_gpu, resources_per_worker=per_worker
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path,
+            callbacks=callbacks or [],
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=objective, checkpoint_score_order="max"
+            ),
+        ),
+    )
+
+
+def ensure_env() -> None:
+    """Quieter, faster Ray defaults for our trials (set before ``ray.init``)."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -1,0 +1,162 @@
+"""Ray Tune around Ray Train: one ``train_driver_fn`` per trial, Optuna TPE + ASHA over a search space."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from byol_tune import metrics
+from byol_tune.config import BYOLConfig
+from byol_tune.errors import ConfigError
+from byol_tune.search.ray_train import Resources, make_torch_trainer
+from byol_tune.search.space import SearchSpace
+
+TRIAL_RUN_NAME = "train"  # the TorchTrainer run inside each trial's folder
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    num_samples: int = 8
+    max_epochs: int = 6
+    max_concurrent: int = 1
+    searcher: str = "tpe"  # tpe | random
+    scheduler: str = "asha"  # asha | none
+    grace_period: int = 2
+    reduction_factor: int = 2
+    objective: str = metrics.KNN_TOP1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.searcher not in ("tpe", "random"):
+            raise ConfigError(f"--searcher: unknown {self.searcher!r}; choose from tpe, random")
+        if self.scheduler not in ("asha", "none"):
+            raise ConfigError(f"--scheduler: unknown {self.scheduler!r}; choose from asha, none")
+        if self.objective not in metrics.OBJECTIVES:
+            raise ConfigError(
+                f"--objective: unknown {self.objective!r}; choose from {', '.join(metrics.OBJECTIVES)}"
+            )
+        for name in ("num_samples", "max_epochs", "max_concurrent", "grace_period", "reduction_factor"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
+
+
+def check_feasible(resources: Resources, max_concurrent: int, cluster: dict[str, float]) -> None:
+    """Refuse up front what would never schedule (Train V2 would retry the worker start forever)."""
+    have_cpu, have_gpu = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    need_cpu, need_gpu = resources.cpus_per_trial(), resources.gpus_per_trial()
+    if need_cpu > have_cpu + 1e-9 or need_gpu > have_gpu + 1e-9:
+        raise ConfigError(
+            f"resources: one trial needs {need_cpu:g} CPU and {need_gpu:g} GPU "
+            f"({resources.workers} workers x {resources.cpus_per_worker:g} CPU / "
+            f"{resources.gpus_per_worker:g} GPU + {resources.driver_cpus:g} CPU for the trial driver) "
+            f"but the cluster has {have_cpu:g} CPU and {have_gpu:g} GPU; lower --workers-per-trial, "
+            "--cpus-per-worker or --gpus-per-worker"
+        )
+    fits = min(
+        math.floor((have_cpu + 1e-9) / need_cpu),
+        math.floor((have_gpu + 1e-9) / need_gpu) if need_gpu else max_concurrent,
+    )
+    if max_concurrent > fits:
+        raise ConfigError(
+            f"--max-concurrent {max_concurrent}: only {fits} trial(s) of {need_cpu:g} CPU / "
+            f"{need_gpu:g} GPU fit in the cluster's {have_cpu:g} CPU / {have_gpu:g} GPU"
+        )
+
+
+def train_driver_fn(
+    sample: dict[str, Any], space: SearchSpace, overrides: dict[str, Any], resources: Resources
+) -> None:
+    """Runs once per Tune trial: builds the trial's TorchTrainer and forwards its reports to Tune."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    config = space.make_config(sample, overrides)
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    trainer = make_torch_trainer(
+        config,
+        resources,
+        storage_path=str(trial_dir),
+        name=TRIAL_RUN_NAME,
+        log_dir=str(trial_dir),
+        callbacks=[TuneReportCallback()],
+    )
+    trainer.fit()
+
+
+def build_tuner(
+    space: SearchSpace,
+    settings: SearchSettings,
+    resources: Resources,
+    overrides: dict[str, Any],
+    storage_path: Path,
+    name: str,
+) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    param_space = space.to_tune()
+    mode = "max"
+    if settings.searcher == "tpe" and param_space:
+        import optuna
+
+        sampler = optuna.samplers.TPESampler(seed=settings.seed, multivariate=True)
+        search_alg: Any = ConcurrencyLimiter(
+            OptunaSearch(sampler=sampler, metric=settings.objective, mode=mode),
+            max_concurrent=settings.max_concurrent,
+        )
+    else:
+        search_alg = BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent)
+    scheduler: Any = (
+        ASHAScheduler(
+            time_attr="epoch",
+            max_t=settings.max_epochs,
+            grace_period=min(settings.grace_period, settings.max_epochs),
+            reduction_factor=settings.reduction_factor,
+        )
+        if settings.scheduler == "asha"
+        else FIFOScheduler()
+    )
+    return tune.Tuner(
+        make_trainable(space, overrides, resources),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=settings.objective,
+            mode=mode,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=settings.num_samples,
+            max_concurrent_trials=settings.max_concurrent,
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage_path), verbose=1),
+    )
+
+
+def make_trainable(space: SearchSpace, overrides: dict[str, Any], resources: Resources) -> Any:
+    """The Tune trainable: the driver with its constants bound and a fractional CPU reserved."""
+    from ray import tune
+
+    bound = tune.with_parameters(train_driver_fn, space=space, overrides=overrides, resources=resources)
+    return tune.with_resources(bound, {"CPU": resources.driver_cpus})
+
+
+def trial_overrides(settings: SearchSettings, base: dict[str, Any]) -> dict[str, Any]:
+    """Values every trial gets on top of the space: the budget and the data the user chose."""
+    return {**base, "max_epochs": settings.max_epochs, "seed": settings.seed}
+
+
+def sample_config(space: SearchSpace, overrides: dict[str, Any]) -> BYOLConfig:
+    """The config at the first choice/low edge of each distribution: validates the overrides early."""
+    sample = {}
+    for key, dist in space.params.items():
+        value = dist.args[0]
+        sample[dist.tune_name(key)] = 1 - value if dist.kind == "one_minus_loguniform" else value
+    return space.make_config(sample, overrides)
+
+
+def elapsed(start: float) -> float:
+    return time.perf_counter() - start

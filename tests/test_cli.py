@@ -1,0 +1,147 @@
+"""Bad input to ``python -m byol_tune.train``: one clear line, exit 2, no traceback, nothing overwritten."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from formats import write_image_folder
+
+from byol_tune.config import load_config, parse_overrides
+from byol_tune.errors import ConfigError
+
+
+def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "byol_tune.train", "--no-progress", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+CASES = {
+    "unknown key": ("max_epoch: 3\n", ["unknown config key 'max_epoch'", "did you mean 'max_epochs'"]),
+    "wrong type": ("batch_size: many\n", ["batch_size", "many"]),
+    "out of range": ("tau_base: 1.5\n", ["tau_base", "1.5"]),
+    "bad choice": ("optimizer: adam\n", ["optimizer", "adam"]),
+    "not yaml": ("max_epochs: [1,\n", ["not valid YAML"]),
+    "not a mapping": ("- 1\n- 2\n", ["expected a mapping"]),
+    "unknown dataset": ("dataset: imagenet21k\n", ["dataset", "imagenet21k"]),
+    "missing data_dir": ("dataset: cifar10\n", ["data_dir is required"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_config_file(tmp_path: Path, case: str) -> None:
+    text, fragments = CASES[case]
+    config = write(tmp_path / "bad.yaml", text)
+    proc = run_train("--config", str(config), cwd=tmp_path)
+    assert_one_line_error(proc, str(config), *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert_one_line_error(run_train("--config", "nope.yaml", cwd=tmp_path), "nope.yaml", "no such config")
+
+
+def test_bad_override(tmp_path: Path) -> None:
+    assert_one_line_error(run_train("--set", "learning_rate", cwd=tmp_path), "expected key=value")
+    assert_one_line_error(run_train("--set", "lr=0.1", cwd=tmp_path), "unknown config key 'lr'")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "setup", "fragment"),
+    [
+        ("cifar10", "missing", "cifar"),
+        ("cifar10", "empty", "cifar"),
+        ("stl10", "empty", "stl10"),
+        ("imagefolder", "empty", "data"),
+        ("vectors", "missing", "vectors"),
+    ],
+)
+def test_bad_data_dir(tmp_path: Path, dataset: str, setup: str, fragment: str) -> None:
+    data = tmp_path / f"{fragment}-data"
+    if setup == "empty":
+        data.mkdir()
+    proc = run_train(
+        "--set",
+        f"dataset={dataset}",
+        "--set",
+        f"data_dir={data}",
+        "--set",
+        "backbone=mlp" if dataset == "vectors" else "backbone=small_cnn",
+        cwd=tmp_path,
+    )
+    assert_one_line_error(proc, str(data))
+
+
+def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "imgs", per_class=4)
+    broken = root / "train" / "class0" / "0.png"
+    broken.write_bytes(b"not a png")
+    proc = run_train(
+        "--set",
+        "dataset=imagefolder",
+        "--set",
+        f"data_dir={root}",
+        "--set",
+        "image_size=32",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "max_epochs=1",
+        "--set",
+        f"output_dir={tmp_path / 'runs'}",
+        cwd=tmp_path,
+    )
+    assert_one_line_error(proc, str(broken))
+
+
+def test_bad_checkpoint(tmp_path: Path) -> None:
+    ckpt = write(tmp_path / "bad.ckpt", "garbage")
+    assert_one_line_error(run_train("--resume", str(ckpt), cwd=tmp_path), str(ckpt), "not a loadable")
+    missing = tmp_path / "missing.ckpt"
+    assert_one_line_error(run_train("--resume", str(missing), cwd=tmp_path), "no such checkpoint")
+
+
+def test_error_keeps_existing_run_intact(tmp_path: Path) -> None:
+    existing = tmp_path / "runs" / "byol"
+    existing.mkdir(parents=True)
+    (existing / "metrics.json").write_text("{}")
+    config = write(tmp_path / "bad.yaml", f"output_dir: {tmp_path / 'runs'}\nbatch_size: 1\n")
+    assert_one_line_error(run_train("--config", str(config), cwd=tmp_path), "batch_size")
+    assert (existing / "metrics.json").read_text() == "{}"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["byol"]
+
+
+def test_overrides_are_yaml_typed() -> None:
+    assert parse_overrides(["learning_rate=1e-3", "blur=false", "name=x"]) == {
+        "learning_rate": 1e-3,
+        "blur": False,
+        "name": "x",
+    }
+
+
+def test_shipped_config_by_name_and_override() -> None:
+    config = load_config("lightly_example", ["max_epochs=3"])
+    assert config.learning_rate == 0.06 and config.max_epochs == 3 and config.backbone == "resnet18"
+    with pytest.raises(ConfigError, match="no such config"):
+        load_config("not_a_shipped_config")
