@@ -32,12 +32,27 @@ def parser() -> argparse.ArgumentParser:
         help="override one config key, e.g. --set max_epochs=5 (repeatable)",
     )
     p.add_argument("--resume", metavar="CKPT", help="continue from a Lightning checkpoint")
+    p.add_argument(
+        "--from-search",
+        metavar="EXPERIMENT_DIR",
+        help="train a search's best config through Ray Train, then evaluate and export it",
+    )
+    p.add_argument("--max-epochs", type=int, help="with --from-search: epochs for the final run")
+    p.add_argument("--workers", type=int, default=1, help="with --from-search: Ray Train workers (DDP)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
+    if args.from_search:
+        from byol_tune.config import parse_overrides
+        from byol_tune.search.final import train_best
+
+        final = train_best(args.from_search, args.max_epochs, args.workers, parse_overrides(args.overrides))
+        print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in final.metrics.items()))
+        print(f"backbone: {final.state_dict_path} (state_dict), {final.torchscript_path} (TorchScript)")
+        return 0
     config = load_config(args.config, args.overrides)
     result = fit(config, resume_from=args.resume, progress_bar=not args.no_progress)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())

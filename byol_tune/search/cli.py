@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import socket
 import sys
 import time
 from pathlib import Path
@@ -13,14 +14,14 @@ from typing import Any
 import yaml
 
 from byol_tune import metrics
-from byol_tune.config import save_config
+from byol_tune.config import parse_overrides, save_config
 from byol_tune.core.data import load_splits
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write_text
 from byol_tune.search import results
 from byol_tune.search.ray_train import Resources, ensure_env
 from byol_tune.search.report import rank, write_reports
-from byol_tune.search.space import load_space, space_names
+from byol_tune.search.space import SearchSpace, load_space, space_names
 from byol_tune.search.tuner import (
     SearchSettings,
     build_tuner,
@@ -48,6 +49,14 @@ def parser() -> argparse.ArgumentParser:
         help="override the space's dataset (shapes, cifar10, cifar100, stl10, imagefolder, vectors)",
     )
     p.add_argument("--data-dir", help="override the space's data_dir")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a config key for every trial, e.g. --set batch_size=128 (repeatable)",
+    )
     p.add_argument("--num-samples", type=int, help="trials to run (default: the space's)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: the space's)")
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers (DDP ranks) per trial")
@@ -74,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
         "use shared storage for --storage-path",
     )
     p.add_argument(
-        "--no-dashboard", action="store_true", help="start the local cluster without the dashboard"
+        "--dashboard-port", type=int, help="dashboard port of a local cluster (default: a free one)"
     )
     return p
 
@@ -103,6 +112,7 @@ def search_main(argv: list[str] | None) -> int:
         base["dataset"] = args.dataset
     if args.data_dir:
         base["data_dir"] = args.data_dir
+    base.update(parse_overrides(args.overrides))
     overrides = trial_overrides(settings, base)
     config = sample_config(space, overrides)
     splits = load_splits(config)  # bad data fails here, before any Ray process starts
@@ -116,14 +126,36 @@ def search_main(argv: list[str] | None) -> int:
         experiment = _fresh_experiment(Path(args.storage_path).resolve(), args.name)
     import ray
 
-    ensure_env()
+    port = args.dashboard_port or _free_port()
+    ensure_env(port)
     context = ray.init(
         address=args.address,
-        include_dashboard=not args.no_dashboard,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=port,
         log_to_driver=False,
         configure_logging=True,
         logging_level=logging.WARNING,
     )
+    try:
+        return _run(args, argv, space, settings, overrides, experiment, context, start)
+    finally:
+        ray.shutdown()
+
+
+def _run(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    space: SearchSpace,
+    settings: SearchSettings,
+    overrides: dict[str, Any],
+    experiment: Path,
+    context: Any,
+    start: float,
+) -> int:
+    import ray
+    from ray import tune
+
     _print_dashboard(getattr(context, "dashboard_url", None))
     resources = _resources(args, ray.cluster_resources(), settings.max_concurrent)
     check_feasible(resources, settings.max_concurrent, ray.cluster_resources())
@@ -137,12 +169,10 @@ def search_main(argv: list[str] | None) -> int:
         f"{resources.cpus_per_worker:g} CPU per trial",
         flush=True,
     )
-    from ray import tune
-
     if args.resume:
         tuner = tune.Tuner.restore(
             str(experiment),
-            trainable=make_trainable(space, overrides, resources),
+            trainable=make_trainable(space, overrides, resources, settings.objective),
             resume_unfinished=True,
             resume_errored=True,
         )
@@ -210,6 +240,12 @@ def _print_dashboard(url: str | None) -> None:
         "asks (or send the header `Authorization: Bearer <token>`)",
         flush=True,
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _fresh_experiment(storage: Path, name: str) -> Path:

@@ -99,7 +99,7 @@ def _parallel_coordinates(records: list[TrialRecord], objective: str, path: Path
 
 
 def param_importances(records: list[TrialRecord], objective: str) -> dict[str, float]:
-    """Optuna's fANOVA importances of the searched parameters (needs >= 2 finished trials)."""
+    """Optuna's PED-ANOVA importances of the searched parameters (needs >= 2 finished trials)."""
     import optuna
 
     done = [r for r in records if math.isfinite(r.best(objective)) and r.params]
@@ -135,18 +135,19 @@ def param_importances(records: list[TrialRecord], objective: str) -> dict[str, f
             )
     if len(study.trials) < 2:
         return {}
-    return dict(
-        optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
-        )
-    )
+    # PED-ANOVA needs no scikit-learn (fANOVA does); with few trials it can fail: then no plot
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+    try:
+        return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return {}
 
 
 def _importances(importance: dict[str, float], objective: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(importance) + 1.5))
     names = list(importance)[::-1]
     ax.barh(names, [importance[n] for n in names])
-    ax.set(xlabel="importance (fANOVA)", title=f"Parameter importances for {objective}")
+    ax.set(xlabel="importance (PED-ANOVA)", title=f"Parameter importances for {objective}")
     save_figure(fig, path)
     plt.close(fig)
     return path

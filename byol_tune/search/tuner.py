@@ -67,21 +67,26 @@ def check_feasible(resources: Resources, max_concurrent: int, cluster: dict[str,
 
 
 def train_driver_fn(
-    sample: dict[str, Any], space: SearchSpace, overrides: dict[str, Any], resources: Resources
+    sample: dict[str, Any],
+    space: SearchSpace,
+    overrides: dict[str, Any],
+    resources: Resources,
+    objective: str,
 ) -> None:
     """Runs once per Tune trial: builds the trial's TorchTrainer and forwards its reports to Tune."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     config = space.make_config(sample, overrides)
-    trial_dir = Path(tune.get_context().get_trial_dir())
+    trial_dir = Path(tune.get_context().get_trial_dir()).resolve()
     trainer = make_torch_trainer(
         config,
         resources,
-        storage_path=str(trial_dir),
+        storage_path=str(trial_dir),  # deterministic per trial, so a restored trial resumes its run
         name=TRIAL_RUN_NAME,
         log_dir=str(trial_dir),
         callbacks=[TuneReportCallback()],
+        objective=objective,
     )
     trainer.fit()
 
@@ -114,7 +119,8 @@ def build_tuner(
     scheduler: Any = (
         ASHAScheduler(
             time_attr="epoch",
-            max_t=settings.max_epochs,
+            # max_t above the last report: at max_t Tune kills the trial before Train shuts down cleanly
+            max_t=settings.max_epochs + 1,
             grace_period=min(settings.grace_period, settings.max_epochs),
             reduction_factor=settings.reduction_factor,
         )
@@ -122,7 +128,7 @@ def build_tuner(
         else FIFOScheduler()
     )
     return tune.Tuner(
-        make_trainable(space, overrides, resources),
+        make_trainable(space, overrides, resources, settings.objective),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=settings.objective,
@@ -130,18 +136,27 @@ def build_tuner(
             search_alg=search_alg,
             scheduler=scheduler,
             num_samples=settings.num_samples,
-            max_concurrent_trials=settings.max_concurrent,
+            reuse_actors=False,  # actor reuse breaks trials that follow an ASHA stop
         ),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage_path), verbose=1),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage_path),
+            verbose=1,
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
     )
 
 
-def make_trainable(space: SearchSpace, overrides: dict[str, Any], resources: Resources) -> Any:
+def make_trainable(
+    space: SearchSpace, overrides: dict[str, Any], resources: Resources, objective: str
+) -> Any:
     """The Tune trainable: the driver with its constants bound and a fractional CPU reserved."""
     from ray import tune
 
-    bound = tune.with_parameters(train_driver_fn, space=space, overrides=overrides, resources=resources)
-    return tune.with_resources(bound, {"CPU": resources.driver_cpus})
+    bound = tune.with_parameters(
+        train_driver_fn, space=space, overrides=overrides, resources=resources, objective=objective
+    )
+    return tune.with_resources(bound, {"cpu": resources.driver_cpus})
 
 
 def trial_overrides(settings: SearchSettings, base: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""Reuse a search: train its best config again (longer) through Ray Train, evaluate, export.
+
+``python -m byol_tune.train --from-search EXPERIMENT_DIR [--max-epochs N] [--workers N]`` calls
+:func:`train_best`; from Python, ``train_best(experiment, max_epochs=50)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from byol_tune import metrics
+from byol_tune.config import BYOLConfig, make_config, save_config
+from byol_tune.core.build import build_run
+from byol_tune.errors import ConfigError
+from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
+from byol_tune.parts.knn import knn_accuracy
+from byol_tune.parts.probe import linear_probe
+from byol_tune.parts.rankme import rankme
+from byol_tune.search.ray_train import CHECKPOINT_NAME, Resources, ensure_env, make_torch_trainer
+from byol_tune.search.results import best_config
+
+
+@dataclass
+class FinalModel:
+    folder: Path
+    metrics: dict[str, float]
+    state_dict_path: Path
+    torchscript_path: Path
+
+
+def train_best(
+    experiment: str | Path,
+    max_epochs: int | None = None,
+    workers: int = 1,
+    overrides: dict[str, Any] | None = None,
+) -> FinalModel:
+    """Train the experiment's best config through the same TorchTrainer path as its trials."""
+    import ray
+
+    config = best_config(experiment)
+    values = config.model_dump()
+    if max_epochs is not None:
+        values["max_epochs"] = max_epochs
+    values.update(overrides or {})
+    config = make_config(values, where=f"--from-search {experiment}")
+    if workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {workers}")
+    folder = fresh_dir(Path(experiment).resolve(), "final")
+    save_config(config, folder / "config.yaml")
+    port = _free_port()
+    ensure_env(port)
+    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False)
+    try:
+        cpus = max(0.1, math.floor(10 * (ray.cluster_resources().get("CPU", 1.0) - 0.1) / workers) / 10)
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        resources = Resources(
+            workers=workers, cpus_per_worker=cpus, gpus_per_worker=1.0 if gpus >= workers else 0.0
+        )
+        result = make_torch_trainer(
+            config, resources, storage_path=str(folder), name="train", log_dir=str(folder)
+        ).fit()
+        if result.checkpoint is None:
+            raise ConfigError(f"{folder}: training reported no checkpoint ({result.error})")
+        with result.checkpoint.as_directory() as ckpt_dir:
+            state = torch.load(Path(ckpt_dir) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    finally:
+        ray.shutdown()
+    return export(config, state["state_dict"], folder)
+
+
+def export(config: BYOLConfig, state_dict: dict[str, torch.Tensor], folder: Path) -> FinalModel:
+    """Evaluate (kNN, RankMe, linear probe) and export the backbone as a state_dict and TorchScript."""
+    parts = build_run(config)
+    module = parts.module
+    module.load_state_dict(state_dict)
+    module.eval()
+    splits = parts.splits
+    with torch.no_grad():
+        bank_x, bank_y = _features(module, splits.bank)
+        val_x, val_y = _features(module, splits.val)
+    results: dict[str, float] = {metrics.RANKME: rankme(val_x)}
+    if splits.info.num_classes:
+        acc = knn_accuracy(
+            val_x, val_y, bank_x, bank_y, splits.info.num_classes, config.knn_k, config.knn_temperature
+        )
+        results[metrics.KNN_TOP1], results[metrics.KNN_TOP5] = acc.top1, acc.top5
+        results[metrics.LINEAR_TOP1] = linear_probe(bank_x, bank_y, val_x, val_y, splits.info.num_classes)
+    backbone = module.backbone.cpu().eval()
+    state_path, script_path = folder / "backbone.pt", folder / "backbone_torchscript.pt"
+    backbone_state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
+    atomic_write(state_path, lambda tmp: torch.save(backbone_state, tmp))
+    example = _example_input(splits.val)
+    scripted = torch.jit.trace(backbone, example)
+    atomic_write(script_path, lambda tmp: torch.jit.save(scripted, str(tmp)))
+    atomic_write_text(folder / "metrics.json", json.dumps(results, indent=2))
+    return FinalModel(
+        folder=folder, metrics=results, state_dict_path=state_path, torchscript_path=script_path
+    )
+
+
+def _features(module: Any, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    from byol_tune.core.data import eval_loader
+
+    feats, labels = [], []
+    for x, y in eval_loader(dataset, range(len(dataset))):
+        feats.append(module.embed(x.to(module.device)).float().cpu())
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def _example_input(dataset: Any) -> torch.Tensor:
+    """A normalised float batch shaped like the model's input (TorchScript takes floats)."""
+    from byol_tune.core.data import eval_loader
+
+    x, _ = next(iter(eval_loader(dataset, range(min(2, len(dataset))))))
+    return x.float() / 255 if x.dtype == torch.uint8 else x
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
