@@ -1,0 +1,89 @@
+"""End-to-end search through the real CLI on tiny data (slow: starts a Ray cluster; run in CI)."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from byol_tune.config import load_config
+from byol_tune.core.fit import fit
+
+SPACE = """
+search: {num_samples: 4, max_epochs: 4, grace_period: 1, reduction_factor: 2, max_concurrent: 1}
+space:
+  shapes_train_size: 256
+  shapes_val_size: 64
+  batch_size: 32
+  knn_k: 20
+  eval_every: 1
+  linear_probe: false
+  learning_rate: {loguniform: [1.0e-4, 1.0e-2]}
+  tau_base: {one_minus_loguniform: [0.9, 0.999]}
+  projector_hidden_dim: {choice: [32, 64]}
+  projector_out_dim: 32
+  predictor_hidden_dim: 64
+"""
+
+
+@pytest.mark.slow
+def test_search_cli_end_to_end(tmp_path: Path) -> None:
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "byol_tune.search", "--space", str(space), "--storage-path",
+         str(tmp_path / "runs"), "--name", "tiny"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Ray dashboard: http://127.0.0.1:" in proc.stdout and "ray get-auth-token" in proc.stdout
+    experiment = tmp_path / "runs" / "tiny"
+    for name in ("best_config.yaml", "trials.csv", "summary.md", "plots/objective_per_trial.png",
+                 "plots/learning_curves.png", "plots/parallel_coordinates.png"):
+        assert (experiment / name).is_file(), name
+    rows = list(csv.DictReader((experiment / "trials.csv").open()))
+    assert len(rows) == 4
+    assert all(row["status"] in ("completed", "stopped early") for row in rows)
+    assert any(row["status"] == "stopped early" for row in rows), "ASHA stopped no trial"
+    assert all(int(row["epochs_run"]) >= 1 for row in rows)
+    assert sum(int(row["epochs_run"]) >= 2 for row in rows) >= 1
+    trial_dirs = [d for d in experiment.iterdir() if d.name.startswith("train_driver_fn")]
+    assert len(trial_dirs) == 4
+    assert all(list(d.glob("tensorboard/events.out.tfevents.*")) for d in trial_dirs)
+    # the best config is complete: the plain trainer loads and trains it
+    config = load_config(experiment / "best_config.yaml", ["max_epochs=1", f"output_dir={tmp_path / 'again'}"])
+    assert config.shapes_train_size == 256
+    assert "knn_top1" in fit(config, progress_bar=False).metrics
+
+
+@pytest.mark.slow
+def test_search_refuses_infeasible_resources(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "byol_tune.search", "--workers-per-trial", "2", "--cpus-per-worker", "1",
+         "--storage-path", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "the cluster has" in proc.stderr and "needs 2.1 CPU" in proc.stderr
+
+
+def test_search_bad_space_is_one_line(tmp_path: Path) -> None:
+    space = tmp_path / "bad.yaml"
+    space.write_text("space:\n  learning_rate: {loguniform: [0.1, 0.01]}\n")
+    proc = subprocess.run([sys.executable, "-m", "byol_tune.search", "--space", str(space)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "low 0.1 > high 0.01" in proc.stderr and not (tmp_path / "runs").exists()
+
+
+def test_resume_of_missing_experiment_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "byol_tune.search", "--resume", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and "no such experiment folder" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "byol_tune.train", "--from-search", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and "no such experiment folder" in proc.stderr
