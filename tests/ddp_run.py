@@ -41,7 +41,6 @@ if __name__ == "__main__":
             "strategy": "ddp",
             "output_dir": str(out / "runs"),
             "linear_probe": False,
-            "sync_batchnorm": True,
         },
         progress_bar=False,
         callbacks=[DumpWeights(out)],

@@ -26,8 +26,13 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path: Path) -> None:
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert rank0["state"].keys() == rank1["state"].keys()
     assert any(k.startswith("backbone_momentum.") for k in rank0["state"])
-    for key, value in rank0["state"].items():
-        assert torch.equal(value, rank1["state"][key]), key
+    # weights (online and target parameters) are identical; BatchNorm running statistics are not
+    # synchronised by DDP after the last forward (each rank saw its own shard), so they may differ
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    weights = [k for k in rank0["state"] if not k.endswith(buffers)]
+    assert any(k.startswith("backbone_momentum.") for k in weights)
+    for key in weights:
+        assert torch.equal(rank0["state"][key], rank1["state"][key]), key
     assert rank0["tau"] == rank1["tau"]
     # one run folder shared by both ranks, with rank 0's outputs
     runs = list((tmp_path / "runs").iterdir())

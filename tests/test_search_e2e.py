@@ -34,15 +34,33 @@ def test_search_cli_end_to_end(tmp_path: Path) -> None:
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE)
     proc = subprocess.run(
-        [sys.executable, "-m", "byol_tune.search", "--space", str(space), "--storage-path",
-         str(tmp_path / "runs"), "--name", "tiny"],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "byol_tune.search",
+            "--space",
+            str(space),
+            "--storage-path",
+            str(tmp_path / "runs"),
+            "--name",
+            "tiny",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout and "ray get-auth-token" in proc.stdout
     experiment = tmp_path / "runs" / "tiny"
-    for name in ("best_config.yaml", "trials.csv", "summary.md", "plots/objective_per_trial.png",
-                 "plots/learning_curves.png", "plots/parallel_coordinates.png"):
+    for name in (
+        "best_config.yaml",
+        "trials.csv",
+        "summary.md",
+        "plots/objective_per_trial.png",
+        "plots/learning_curves.png",
+        "plots/parallel_coordinates.png",
+    ):
         assert (experiment / name).is_file(), name
     rows = list(csv.DictReader((experiment / "trials.csv").open()))
     assert len(rows) == 4
@@ -54,7 +72,9 @@ def test_search_cli_end_to_end(tmp_path: Path) -> None:
     assert len(trial_dirs) == 4
     assert all(list(d.glob("tensorboard/events.out.tfevents.*")) for d in trial_dirs)
     # the best config is complete: the plain trainer loads and trains it
-    config = load_config(experiment / "best_config.yaml", ["max_epochs=1", f"output_dir={tmp_path / 'again'}"])
+    config = load_config(
+        experiment / "best_config.yaml", ["max_epochs=1", f"output_dir={tmp_path / 'again'}"]
+    )
     assert config.shapes_train_size == 256
     assert "knn_top1" in fit(config, progress_bar=False).metrics
 
@@ -62,9 +82,21 @@ def test_search_cli_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_search_refuses_infeasible_resources(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "byol_tune.search", "--workers-per-trial", "2", "--cpus-per-worker", "1",
-         "--storage-path", str(tmp_path / "runs")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "byol_tune.search",
+            "--workers-per-trial",
+            "2",
+            "--cpus-per-worker",
+            "1",
+            "--storage-path",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -74,16 +106,31 @@ def test_search_refuses_infeasible_resources(tmp_path: Path) -> None:
 def test_search_bad_space_is_one_line(tmp_path: Path) -> None:
     space = tmp_path / "bad.yaml"
     space.write_text("space:\n  learning_rate: {loguniform: [0.1, 0.01]}\n")
-    proc = subprocess.run([sys.executable, "-m", "byol_tune.search", "--space", str(space)],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "byol_tune.search", "--space", str(space)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "low 0.1 > high 0.01" in proc.stderr and not (tmp_path / "runs").exists()
 
 
 def test_resume_of_missing_experiment_is_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "byol_tune.search", "--resume", str(tmp_path / "nope")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "byol_tune.search", "--resume", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "no such experiment folder" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "byol_tune.train", "--from-search", str(tmp_path / "nope")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "byol_tune.train", "--from-search", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "no such experiment folder" in proc.stderr

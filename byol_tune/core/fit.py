@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run, hparams
-from byol_tune.errors import CheckpointError
+from byol_tune.errors import CheckpointError, ConfigError
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 from byol_tune.parts.probe import linear_probe
 
@@ -95,6 +95,8 @@ def fit(
     if not isinstance(config, BYOLConfig):
         config = make_config(config)
     ckpt = check_checkpoint(resume_from) if resume_from is not None else None
+    if config.sync_batchnorm and config.devices > 1 and not torch.cuda.is_available():
+        raise ConfigError("sync_batchnorm: torch's SyncBatchNorm runs on GPUs only; set it false on CPU")
     L.seed_everything(config.seed, workers=True, verbose=False)
     parts = build_run(config)
     run_dir = make_run_dir(config)
