@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from byol_tune.config import load_config
-from byol_tune.core.fit import fit
+from byol_tune.core.fit import fit, load_backbone_state
 
 SPACE = """
 search: {num_samples: 4, max_epochs: 4, grace_period: 1, reduction_factor: 2, max_concurrent: 1}
@@ -77,6 +78,21 @@ def test_search_cli_end_to_end(tmp_path: Path) -> None:
     )
     assert config.shapes_train_size == 256
     assert "knn_top1" in fit(config, progress_bar=False).metrics
+    # and the search's best config trains again through Ray Train, then exports
+    proc = subprocess.run(
+        [sys.executable, "-m", "byol_tune.train", "--from-search", str(experiment), "--max-epochs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    final = experiment / "final"
+    scripted = torch.jit.load(str(final / "backbone_torchscript.pt"))
+    assert scripted(torch.randn(2, 3, 32, 32)).shape == (2, 256)
+    state = torch.load(final / "backbone.pt", weights_only=True)
+    assert state.keys() == load_backbone_state(final / "backbone.pt").keys()
+    assert "knn_top1" in (final / "metrics.json").read_text()
 
 
 @pytest.mark.slow

@@ -95,7 +95,7 @@ def export(config: BYOLConfig, state_dict: dict[str, torch.Tensor], folder: Path
     state_path, script_path = folder / "backbone.pt", folder / "backbone_torchscript.pt"
     backbone_state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
     atomic_write(state_path, lambda tmp: torch.save(backbone_state, tmp))
-    example = _example_input(splits.val)
+    example = module.cpu().prepare(_example_input(splits.val))
     scripted = torch.jit.trace(backbone, example)
     atomic_write(script_path, lambda tmp: torch.jit.save(scripted, str(tmp)))
     atomic_write_text(folder / "metrics.json", json.dumps(results, indent=2))
@@ -115,11 +115,10 @@ def _features(module: Any, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _example_input(dataset: Any) -> torch.Tensor:
-    """A normalised float batch shaped like the model's input (TorchScript takes floats)."""
     from byol_tune.core.data import eval_loader
 
     x, _ = next(iter(eval_loader(dataset, range(min(2, len(dataset))))))
-    return x.float() / 255 if x.dtype == torch.uint8 else x
+    return x
 
 
 def _free_port() -> int:
