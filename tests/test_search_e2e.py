@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +153,55 @@ def test_resume_of_missing_experiment_is_one_line(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert proc.returncode == 2 and "no such experiment folder" in proc.stderr
+
+
+def _finished_trials(experiment: Path, epochs: int) -> set[str]:
+    done = set()
+    for progress in experiment.glob("train_driver_fn_*/progress.csv"):
+        rows = list(csv.DictReader(progress.open()))
+        if rows and int(float(rows[-1].get("epoch") or 0)) >= epochs:
+            done.add(progress.parent.name)
+    return done
+
+
+@pytest.mark.slow
+def test_resume_after_kill_keeps_finished_trials(tmp_path: Path) -> None:
+    space = tmp_path / "tiny.yaml"
+    space.write_text(
+        SPACE.replace("num_samples: 4", "num_samples: 3").replace("grace_period: 1", "grace_period: 4")
+    )
+    experiment = tmp_path / "runs" / "tiny"
+    args = [
+        sys.executable,
+        "-m",
+        "byol_tune.search",
+        "--space",
+        str(space),
+        "--storage-path",
+        str(tmp_path / "runs"),
+        "--name",
+        "tiny",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 600
+    while not _finished_trials(experiment, 4) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(2)
+    finished = _finished_trials(experiment, 4)
+    assert finished and proc.poll() is None, "no trial finished before the search ended"
+    os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up: as if the machine went away
+    proc.wait()
+    before = {name: (experiment / name / "progress.csv").read_text() for name in finished}
+    resumed = subprocess.run(
+        [sys.executable, "-m", "byol_tune.search", "--resume", str(experiment)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    for name, text in before.items():  # finished trials were kept, not rerun
+        assert (experiment / name / "progress.csv").read_text() == text
+    rows = list(csv.DictReader((experiment / "trials.csv").open()))
+    assert len(rows) == 3 and (experiment / "best_config.yaml").is_file()
