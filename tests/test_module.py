@@ -42,6 +42,17 @@ def _trainer(max_epochs: int = 1, **kwargs: object) -> L.Trainer:
     )
 
 
+def _tiny_model(**kwargs: object) -> BYOL:
+    """The tiny backbone with small heads; keyword arguments go to BYOL."""
+    dims = {
+        "projector_hidden_dim": 16,
+        "projector_out_dim": 4,
+        "predictor_hidden_dim": 16,
+        "input_shape": (3, 8, 8),
+    }
+    return BYOL(_tiny_backbone(), **{**dims, **kwargs})  # type: ignore[arg-type]
+
+
 def _target_state(model: BYOL) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.backbone_momentum.parameters()]
 
@@ -74,13 +85,9 @@ def test_minerva_constructor_and_helpers() -> None:
 
 
 def test_target_follows_ema_of_online_after_each_step() -> None:
-    model = BYOL(
-        _tiny_backbone(),
+    model = _tiny_model(
         learning_rate=0.1,
         schedule=4,
-        projector_hidden_dim=16,
-        projector_out_dim=4,
-        predictor_hidden_dim=16,
         input_shape=(3, 8, 8),
     )
     seen: list[tuple[int, float]] = []
@@ -97,12 +104,8 @@ def test_target_follows_ema_of_online_after_each_step() -> None:
 
 
 def test_ema_respects_gradient_accumulation() -> None:
-    model = BYOL(
-        _tiny_backbone(),
+    model = _tiny_model(
         learning_rate=0.1,
-        projector_hidden_dim=16,
-        projector_out_dim=4,
-        predictor_hidden_dim=16,
         input_shape=(3, 8, 8),
         tau_base=0.5,
         cosine_tau=False,
@@ -122,12 +125,8 @@ def test_ema_respects_gradient_accumulation() -> None:
 
 def test_single_step_ema_matches_formula() -> None:
     torch.manual_seed(0)
-    model = BYOL(
-        _tiny_backbone(),
+    model = _tiny_model(
         learning_rate=0.1,
-        projector_hidden_dim=16,
-        projector_out_dim=4,
-        predictor_hidden_dim=16,
         input_shape=(3, 8, 8),
         tau_base=0.9,
         cosine_tau=False,
@@ -149,11 +148,7 @@ def test_raw_image_batches_are_augmented_by_module() -> None:
             x = x.float() / 255
             return x + 0.01 * torch.randn_like(x), x
 
-    model = BYOL(
-        _tiny_backbone(),
-        projector_hidden_dim=16,
-        projector_out_dim=4,
-        predictor_hidden_dim=16,
+    model = _tiny_model(
         input_shape=(3, 8, 8),
         augment=Augment(),
     )
@@ -165,11 +160,7 @@ def test_raw_image_batches_are_augmented_by_module() -> None:
 
 
 def test_raw_batch_without_augment_is_an_error() -> None:
-    model = BYOL(
-        _tiny_backbone(),
-        projector_hidden_dim=16,
-        projector_out_dim=4,
-        predictor_hidden_dim=16,
+    model = _tiny_model(
         input_shape=(3, 8, 8),
     )
     with pytest.raises(ValueError, match="augment"):
@@ -213,12 +204,8 @@ def test_feature_map_backbone_is_pooled_for_projector() -> None:
 
 def test_quadra_semantics_constant_tau_and_epoch_lr_interval() -> None:
     """quadra: base teacher momentum with cosine decay switched off; LR scheduler stepped per epoch."""
-    model = BYOL(
-        _tiny_backbone(),
+    model = _tiny_model(
         learning_rate=0.1,
-        projector_hidden_dim=16,
-        projector_out_dim=4,
-        predictor_hidden_dim=16,
         input_shape=(3, 8, 8),
         tau_base=0.99,
         cosine_tau=False,
@@ -242,12 +229,8 @@ def test_quadra_semantics_constant_tau_and_epoch_lr_interval() -> None:
 
 
 def test_step_interval_lr_warmup_then_cosine() -> None:
-    model = BYOL(
-        _tiny_backbone(),
+    model = _tiny_model(
         learning_rate=0.1,
-        projector_hidden_dim=16,
-        projector_out_dim=4,
-        predictor_hidden_dim=16,
         input_shape=(3, 8, 8),
         warmup_epochs=1,
         optimizer="lars",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import socket
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from byol_tune.core.data import load_splits
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write_text
 from byol_tune.search import results
-from byol_tune.search.ray_train import Resources, ensure_env
+from byol_tune.search.ray_train import Resources, ensure_env, free_port
 from byol_tune.search.report import rank, write_reports
 from byol_tune.search.space import SearchSpace, load_space, space_names
 from byol_tune.search.tuner import (
@@ -126,7 +125,7 @@ def search_main(argv: list[str] | None) -> int:
         experiment = _fresh_experiment(Path(args.storage_path).resolve(), args.name)
     import ray
 
-    port = args.dashboard_port or _free_port()
+    port = args.dashboard_port or free_port()
     ensure_env(port)
     context = ray.init(
         address=args.address,
@@ -240,12 +239,6 @@ def _print_dashboard(url: str | None) -> None:
         "asks (or send the header `Authorization: Bearer <token>`)",
         flush=True,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _fresh_experiment(storage: Path, name: str) -> Path:

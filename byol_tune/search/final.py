@@ -22,7 +22,13 @@ from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 from byol_tune.parts.knn import knn_accuracy
 from byol_tune.parts.probe import linear_probe
 from byol_tune.parts.rankme import rankme
-from byol_tune.search.ray_train import CHECKPOINT_NAME, Resources, ensure_env, make_torch_trainer
+from byol_tune.search.ray_train import (
+    CHECKPOINT_NAME,
+    Resources,
+    ensure_env,
+    free_port,
+    make_torch_trainer,
+)
 from byol_tune.search.results import best_config
 
 
@@ -53,7 +59,7 @@ def train_best(
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
     folder = fresh_dir(Path(experiment).resolve(), "final")
     save_config(config, folder / "config.yaml")
-    port = _free_port()
+    port = free_port()
     ensure_env(port)
     ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False)
     try:
@@ -119,11 +125,3 @@ def _example_input(dataset: Any) -> torch.Tensor:
 
     x, _ = next(iter(eval_loader(dataset, range(min(2, len(dataset))))))
     return x
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -147,6 +147,15 @@ def make_torch_trainer(
     )
 
 
+def free_port() -> int:
+    """A free local TCP port, for the dashboard of a cluster we start."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def ensure_env(dashboard_port: int) -> None:
     """Ray settings for our trials, set before ``ray.init`` so every Ray process inherits them.
 
