@@ -197,7 +197,7 @@ def _run(
     print(
         "best config:\n"
         + yaml.safe_dump(
-            {k: best_config.model_dump()[k] for k in sorted(best.params) if k in best_config.model_dump()},
+            {k: getattr(best_config, k) for k in sorted(space.params)},  # searched keys, as config values
             sort_keys=True,
         ).rstrip()
     )
