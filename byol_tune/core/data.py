@@ -228,8 +228,9 @@ class BYOLDataModule(L.LightningDataModule):
 
 def eval_loader(dataset: Dataset, indices: Sequence[int], batch_size: int = 512) -> DataLoader:
     """A loader over ``indices`` of a clean split, without padding or shuffling."""
-    subset = torch.utils.data.Subset(dataset, list(indices))
-    collate = stacked if isinstance(dataset, TensorData) else None
     if isinstance(dataset, TensorData):
-        subset = TensorData(dataset.x[list(indices)], dataset.y[list(indices)])  # type: ignore[assignment]
-    return DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+        rows = list(indices)
+        return DataLoader(
+            TensorData(dataset.x[rows], dataset.y[rows]), batch_size=batch_size, collate_fn=stacked
+        )
+    return DataLoader(torch.utils.data.Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False)

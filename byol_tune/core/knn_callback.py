@@ -80,15 +80,22 @@ class KNNCallback(L.Callback):
         """Features and labels of the whole ``dataset`` in order, identical on every rank."""
         rank, world = trainer.global_rank, trainer.world_size
         n = len(dataset)  # type: ignore[arg-type]
-        indices = list(range(rank, n, world))
-        feats, labels = [], []
-        for x, y in eval_loader(dataset, indices, self.batch_size):
-            feats.append(pl_module.embed(x.to(pl_module.device)).float())  # type: ignore[operator]
-            labels.append(y.to(pl_module.device))
-        local_x, local_y = torch.cat(feats), torch.cat(labels)  # (n_local, D), (n_local,)
+        local_x, local_y = embed_split(pl_module, dataset, range(rank, n, world), self.batch_size)
         if world == 1:
             return local_x.cpu(), local_y.cpu()
         return _gather_strided(trainer, local_x, local_y, n)
+
+
+@torch.no_grad()
+def embed_split(
+    module: L.LightningModule, dataset: Dataset, indices: range, batch_size: int = 512
+) -> tuple[Tensor, Tensor]:
+    """Clean features and labels of ``dataset[indices]`` on the module's device: (n, D), (n,)."""
+    feats, labels = [], []
+    for x, y in eval_loader(dataset, indices, batch_size):
+        feats.append(module.embed(x.to(module.device)).float())  # type: ignore[operator]
+        labels.append(y.to(module.device))
+    return torch.cat(feats), torch.cat(labels)
 
 
 def _gather_strided(trainer: L.Trainer, x: Tensor, y: Tensor, n: int) -> tuple[Tensor, Tensor]:

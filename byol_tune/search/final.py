@@ -17,6 +17,7 @@ import torch
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run
+from byol_tune.core.knn_callback import embed_split
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 from byol_tune.parts.knn import knn_accuracy
@@ -88,8 +89,8 @@ def export(config: BYOLConfig, state_dict: dict[str, torch.Tensor], folder: Path
     module.eval()
     splits = parts.splits
     with torch.no_grad():
-        bank_x, bank_y = _features(module, splits.bank)
-        val_x, val_y = _features(module, splits.val)
+        bank_x, bank_y = (t.cpu() for t in embed_split(module, splits.bank, range(len(splits.bank))))  # type: ignore[arg-type]
+        val_x, val_y = (t.cpu() for t in embed_split(module, splits.val, range(len(splits.val))))  # type: ignore[arg-type]
     results: dict[str, float] = {metrics.RANKME: rankme(val_x)}
     if splits.info.num_classes:
         acc = knn_accuracy(
@@ -108,16 +109,6 @@ def export(config: BYOLConfig, state_dict: dict[str, torch.Tensor], folder: Path
     return FinalModel(
         folder=folder, metrics=results, state_dict_path=state_path, torchscript_path=script_path
     )
-
-
-def _features(module: Any, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    from byol_tune.core.data import eval_loader
-
-    feats, labels = [], []
-    for x, y in eval_loader(dataset, range(len(dataset))):
-        feats.append(module.embed(x.to(module.device)).float().cpu())
-        labels.append(y)
-    return torch.cat(feats), torch.cat(labels)
 
 
 def _example_input(dataset: Any) -> torch.Tensor:

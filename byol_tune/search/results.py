@@ -6,8 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from byol_tune.config import BYOLConfig, load_config
 from byol_tune.errors import ConfigError
 from byol_tune.search.report import TrialRecord, outcome, rank
@@ -70,7 +68,3 @@ def best_config(experiment: str | Path) -> BYOLConfig:
     if not path.is_file():
         raise ConfigError(f"--from-search {folder}: no best_config.yaml (did the search finish?)")
     return load_config(path)
-
-
-def load_summary(experiment: str | Path) -> dict[str, Any]:
-    return yaml.safe_load((Path(experiment) / "best_config.yaml").read_text())
