@@ -12,23 +12,12 @@ import pytest
 import torch
 import yaml
 from formats import write_cifar10, write_cifar100, write_image_folder, write_stl10, write_vectors
+from tiny import TINY
 
 from byol_tune import metrics
 from byol_tune.config import load_config, make_config, shipped_configs
 from byol_tune.core.fit import fit, load_backbone_state
 from byol_tune.parts.momentum import tau_at
-
-TINY = {
-    "shapes_train_size": 256,
-    "shapes_val_size": 64,
-    "batch_size": 32,
-    "max_epochs": 2,
-    "eval_every": 1,
-    "knn_k": 20,
-    "projector_hidden_dim": 64,
-    "projector_out_dim": 32,
-    "predictor_hidden_dim": 64,
-}
 
 
 def test_fit_on_embedded_data(tmp_path: Path) -> None:

@@ -65,7 +65,11 @@ class ReportEvaluations(L.Callback):
 
 
 def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker: the same build as the plain trainer, with Ray's DDP plumbing."""
+    """Runs on every Ray Train worker: the same build as the plain trainer, with Ray's DDP plumbing.
+
+    ``train_loop_config``: ``config`` (a config dict), optional ``log_dir`` (TensorBoard, rank 0),
+    ``use_gpu`` and ``callbacks`` (extra Lightning callbacks, pickled to every worker).
+    """
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
@@ -86,7 +90,7 @@ def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
         precision=config.precision,  # type: ignore[arg-type]
         accumulate_grad_batches=config.accumulate_grad_batches,
         sync_batchnorm=config.sync_batchnorm,
-        callbacks=[parts.knn, ReportEvaluations(parts.knn)],
+        callbacks=[parts.knn, ReportEvaluations(parts.knn), *train_loop_config.get("callbacks", [])],
         logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -114,9 +118,14 @@ def make_torch_trainer(
     log_dir: str | None = None,
     callbacks: list[Any] | None = None,
     objective: str = metrics.KNN_TOP1,
+    worker_callbacks: list[L.Callback] | None = None,
 ) -> Any:
     """A ``TorchTrainer`` that trains ``config`` with ``resources``; re-running it with the same
-    ``storage_path``/``name`` resumes from its latest checkpoint."""
+    ``storage_path``/``name`` resumes from its latest checkpoint.
+
+    ``callbacks`` are Ray Train run callbacks (on the driver); ``worker_callbacks`` are Lightning
+    callbacks added to every worker's Trainer.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -130,6 +139,7 @@ def make_torch_trainer(
             "config": config.model_dump(),
             "log_dir": log_dir,
             "use_gpu": resources.use_gpu,
+            "callbacks": worker_callbacks or [],
         },
         scaling_config=ScalingConfig(
             num_workers=resources.workers, use_gpu=resources.use_gpu, resources_per_worker=per_worker

@@ -1,0 +1,50 @@
+"""Shared test helpers: the tiny embedded-data config and a callback that dumps each rank's weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+TINY: dict[str, Any] = {
+    "shapes_train_size": 256,
+    "shapes_val_size": 64,
+    "batch_size": 32,
+    "max_epochs": 2,
+    "eval_every": 1,
+    "knn_k": 20,
+    "projector_hidden_dim": 64,
+    "projector_out_dim": 32,
+    "predictor_hidden_dim": 64,
+}
+
+
+class DumpWeights(L.Callback):
+    """At the end of fit, every rank saves its module's state_dict and tau to ``out/rank{N}.pt``."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        torch.save({"state": state, "tau": pl_module.tau}, self.out / f"rank{trainer.global_rank}.pt")
+
+
+def assert_ranks_identical(out: Path) -> None:
+    """rank0.pt and rank1.pt hold the same online and target weights and tau.
+
+    BatchNorm running statistics are not compared: DDP does not synchronise them after the last forward
+    (each rank saw its own shard).
+    """
+    rank0 = torch.load(out / "rank0.pt", weights_only=True)
+    rank1 = torch.load(out / "rank1.pt", weights_only=True)
+    assert rank0["state"].keys() == rank1["state"].keys()
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    weights = [k for k in rank0["state"] if not k.endswith(buffers)]
+    assert any(k.startswith("backbone_momentum.") for k in weights)
+    assert any(k.startswith("prediction_head.") for k in weights)
+    for key in weights:
+        assert torch.equal(rank0["state"][key], rank1["state"][key]), key
+    assert rank0["tau"] == rank1["tau"] < 1.0
