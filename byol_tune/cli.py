@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -34,3 +35,15 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None) -> 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def add_set_flag(parser: argparse.ArgumentParser, example: str, what: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``; ``what`` says what it overrides."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{what}, e.g. --set {example} (repeatable)",
+    )

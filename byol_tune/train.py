@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from byol_tune import metrics
-from byol_tune.cli import run_cli
+from byol_tune.cli import add_set_flag, run_cli
 from byol_tune.config import field_names, load_config
 from byol_tune.core.fit import FitResult, fit
 
@@ -23,14 +23,7 @@ def parser() -> argparse.ArgumentParser:
         epilog="Config keys: " + ", ".join(field_names()),
     )
     p.add_argument("--config", help="YAML file of config keys (default: built-in defaults)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key, e.g. --set max_epochs=5 (repeatable)",
-    )
+    add_set_flag(p, "max_epochs=5", "override one config key")
     p.add_argument("--resume", metavar="CKPT", help="continue from a Lightning checkpoint")
     p.add_argument(
         "--from-search",

@@ -166,3 +166,13 @@ def test_linear_probe_separable_and_chance() -> None:
     assert linear_probe(x[:150], y[:150], x[150:], y[150:], 2, epochs=20) == 100.0
     noise = torch.randn(200, 4, generator=g)
     assert linear_probe(noise[:150], y[:150], noise[150:], y[150:], 2, epochs=20) < 80.0
+
+
+def test_linear_probe_trains_under_no_grad() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 8, generator=g)
+    y = (x[:, 0] > 0).long()  # linearly separable
+    with torch.no_grad():
+        accuracy = linear_probe(x[:150], y[:150], x[150:], y[150:], num_classes=2)
+    assert accuracy == linear_probe(x[:150], y[:150], x[150:], y[150:], num_classes=2)
+    assert accuracy >= 70.0  # chance is 50

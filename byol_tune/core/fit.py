@@ -23,7 +23,6 @@ from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run, hparams
 from byol_tune.errors import CheckpointError, ConfigError
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
-from byol_tune.parts.probe import linear_probe
 
 RUN_DIR_ENV = "BYOL_TUNE_RUN_DIR"  # lets DDP ranks launched by Lightning share rank 0's run folder
 
@@ -38,31 +37,29 @@ class FitResult:
     backbone_path: Path | None = None
 
 
-def check_checkpoint(path: str | Path) -> Path:
-    """A Lightning checkpoint that loads with ``weights_only=True``, else one clear error line."""
+def _safe_load(path: str | Path, what: str) -> Any:
+    """``torch.load(weights_only=True)`` of ``path``, else one clear error line naming ``what``."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such {what} file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a loadable {what} ({reason})") from None
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """A Lightning checkpoint that loads with ``weights_only=True``, else one clear error line."""
+    data = _safe_load(path, "checkpoint")
     if not isinstance(data, dict) or "state_dict" not in data:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return path
+    return Path(path)
 
 
 def load_backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Load an exported ``backbone.pt`` (a plain state_dict) safely."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such backbone file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a loadable state_dict ({reason})") from None
+    state = _safe_load(path, "state_dict")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state_dict, got {type(state).__name__}")
     return state
@@ -142,10 +139,8 @@ def fit(
     final = {k: v for k, v in parts.knn.history[-1].items() if k not in ("epoch", "step")}
     final[metrics.LOSS] = float(trainer.callback_metrics.get(f"{metrics.LOSS}_epoch", float("nan")))
     if config.linear_probe and parts.splits.info.num_classes:
-        bank_x, bank_y = parts.knn.features(trainer, parts.module, parts.splits.bank)
-        val_x, val_y = parts.knn.features(trainer, parts.module, parts.splits.val)
-        num_classes = parts.splits.info.num_classes
-        final[metrics.LINEAR_TOP1] = linear_probe(bank_x, bank_y, val_x, val_y, num_classes)
+        parts.module.eval()
+        final.update(parts.knn.final_metrics(trainer, parts.module, linear=True))
     result = FitResult(
         run_dir=run_dir,
         metrics=final,

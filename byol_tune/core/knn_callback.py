@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from byol_tune import metrics
 from byol_tune.core.data import eval_loader
 from byol_tune.parts.knn import knn_accuracy
+from byol_tune.parts.probe import linear_probe
 from byol_tune.parts.rankme import rankme
 
 
@@ -60,18 +61,22 @@ class KNNCallback(L.Callback):
         was_training = pl_module.training
         pl_module.eval()  # clean features: BatchNorm uses running statistics
         try:
-            val_x, val_y = self.features(trainer, pl_module, self.val)
-            result: dict[str, float] = {metrics.RANKME: rankme(val_x)}
-            if self.num_classes is not None and bool((val_y >= 0).all()):
-                bank_x, bank_y = self.features(trainer, pl_module, self.bank)
-                acc = knn_accuracy(val_x, val_y, bank_x, bank_y, self.num_classes, self.k, self.temperature)
-                result[metrics.KNN_TOP1] = acc.top1
-                result[metrics.KNN_TOP5] = acc.top5
+            result = self.final_metrics(trainer, pl_module, linear=False)
         finally:
             pl_module.train(was_training)
         result["eval_seconds"] = time.perf_counter() - start
         self.history.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step, **result})
         return result
+
+    def final_metrics(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, linear: bool = True
+    ) -> dict[str, float]:
+        """RankMe, kNN and (if ``linear``) the linear probe on clean features; the caller sets eval mode."""
+        val_x, val_y = self.features(trainer, pl_module, self.val)
+        bank: tuple[Tensor, Tensor] | None = None
+        if self.num_classes is not None and bool((val_y >= 0).all()):
+            bank = self.features(trainer, pl_module, self.bank)
+        return feature_metrics(val_x, val_y, bank, self.num_classes, self.k, self.temperature, linear)
 
     @torch.no_grad()
     def features(
@@ -84,6 +89,28 @@ class KNNCallback(L.Callback):
         if world == 1:
             return local_x.cpu(), local_y.cpu()
         return _gather_strided(trainer, local_x, local_y, n)
+
+
+def feature_metrics(
+    val_x: Tensor,
+    val_y: Tensor,
+    bank: tuple[Tensor, Tensor] | None,
+    num_classes: int | None,
+    k: int,
+    temperature: float,
+    linear: bool,
+) -> dict[str, float]:
+    """RankMe of the val features; with a labelled ``bank`` (features, labels) also kNN top-1/top-5
+    and, if ``linear``, the linear probe (trained on the bank, scored on val)."""
+    result: dict[str, float] = {metrics.RANKME: rankme(val_x)}
+    if bank is None or num_classes is None:
+        return result
+    bank_x, bank_y = bank
+    acc = knn_accuracy(val_x, val_y, bank_x, bank_y, num_classes, k, temperature)
+    result[metrics.KNN_TOP1], result[metrics.KNN_TOP5] = acc.top1, acc.top5
+    if linear:
+        result[metrics.LINEAR_TOP1] = linear_probe(bank_x, bank_y, val_x, val_y, num_classes)
+    return result
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ def linear_probe(
     weight_decay: float = 1e-4,
     seed: int = 0,
 ) -> float:
-    """Val top-1 accuracy (%) of a linear classifier trained on ``train_x``."""
+    """Val top-1 accuracy (%) of a linear classifier trained on ``train_x`` (also under ``no_grad``)."""
     if train_x.shape[0] == 0 or val_x.shape[0] == 0:
         raise ValueError("linear probe needs non-empty train and val features")
     generator = torch.Generator().manual_seed(seed)
@@ -41,15 +41,16 @@ def linear_probe(
     steps_per_epoch = math.ceil(train_x.shape[0] / batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        order = torch.randperm(train_x.shape[0], generator=generator)
-        for start in range(0, train_x.shape[0], batch_size):
-            idx = order[start : start + batch_size]
-            loss = loss_fn(classifier(train_x[idx]), train_y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+    with torch.enable_grad():
+        for _ in range(epochs):
+            order = torch.randperm(train_x.shape[0], generator=generator)
+            for start in range(0, train_x.shape[0], batch_size):
+                idx = order[start : start + batch_size]
+                loss = loss_fn(classifier(train_x[idx]), train_y[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
     with torch.no_grad():
         predicted = classifier(val_x).argmax(dim=1)
     return float((predicted == val_y).float().mean()) * 100

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from byol_tune import metrics
+from byol_tune.cli import add_set_flag
 from byol_tune.config import parse_overrides, save_config
 from byol_tune.core.data import load_splits
 from byol_tune.errors import ConfigError
@@ -48,14 +49,7 @@ def parser() -> argparse.ArgumentParser:
         help="override the space's dataset (shapes, cifar10, cifar100, stl10, imagefolder, vectors)",
     )
     p.add_argument("--data-dir", help="override the space's data_dir")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fix a config key for every trial, e.g. --set batch_size=128 (repeatable)",
-    )
+    add_set_flag(p, "batch_size=128", "fix a config key for every trial")
     p.add_argument("--num-samples", type=int, help="trials to run (default: the space's)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: the space's)")
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers (DDP ranks) per trial")

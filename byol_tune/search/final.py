@@ -14,15 +14,11 @@ from typing import Any
 
 import torch
 
-from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run
-from byol_tune.core.knn_callback import embed_split
+from byol_tune.core.knn_callback import embed_split, feature_metrics
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
-from byol_tune.parts.knn import knn_accuracy
-from byol_tune.parts.probe import linear_probe
-from byol_tune.parts.rankme import rankme
 from byol_tune.search.ray_train import (
     CHECKPOINT_NAME,
     Resources,
@@ -89,15 +85,17 @@ def export(config: BYOLConfig, state_dict: dict[str, torch.Tensor], folder: Path
     module.eval()
     splits = parts.splits
     with torch.no_grad():
-        bank_x, bank_y = (t.cpu() for t in embed_split(module, splits.bank, range(len(splits.bank))))  # type: ignore[arg-type]
-        val_x, val_y = (t.cpu() for t in embed_split(module, splits.val, range(len(splits.val))))  # type: ignore[arg-type]
-    results: dict[str, float] = {metrics.RANKME: rankme(val_x)}
-    if splits.info.num_classes:
-        acc = knn_accuracy(
-            val_x, val_y, bank_x, bank_y, splits.info.num_classes, config.knn_k, config.knn_temperature
-        )
-        results[metrics.KNN_TOP1], results[metrics.KNN_TOP5] = acc.top1, acc.top5
-        results[metrics.LINEAR_TOP1] = linear_probe(bank_x, bank_y, val_x, val_y, splits.info.num_classes)
+        val_x, val_y = embed_split(module, splits.val, range(len(splits.val)))  # type: ignore[arg-type]
+        bank = embed_split(module, splits.bank, range(len(splits.bank))) if splits.info.num_classes else None  # type: ignore[arg-type]
+    results = feature_metrics(
+        val_x.cpu(),
+        val_y.cpu(),
+        None if bank is None else (bank[0].cpu(), bank[1].cpu()),
+        splits.info.num_classes,
+        config.knn_k,
+        config.knn_temperature,
+        linear=True,
+    )
     backbone = module.backbone.cpu().eval()
     state_path, script_path = folder / "backbone.pt", folder / "backbone_torchscript.pt"
     backbone_state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
