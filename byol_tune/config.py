@@ -60,7 +60,7 @@ class BYOLConfig(BaseModel):
     accumulate_grad_batches: int = Field(1, ge=1)
 
     # target network
-    tau_base: float = Field(0.99, ge=0, le=1)
+    tau_base: float = Field(0.996, ge=0, le=1)
     tau_schedule: Literal["cosine", "constant"] = "cosine"
     tau_schedule_steps: int | None = Field(None, ge=1, description="None: all optimizer steps")
 

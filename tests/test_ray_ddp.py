@@ -12,7 +12,7 @@ from tiny import TINY, DumpWeights, assert_ranks_identical
 
 from byol_tune import metrics
 from byol_tune.config import make_config
-from byol_tune.search.ray_train import CHECKPOINT_NAME, Resources, ensure_env, free_port, make_torch_trainer
+from byol_tune.search.ray_train import CHECKPOINT_NAME, Resources, init_ray, make_torch_trainer
 
 
 @pytest.mark.slow
@@ -23,9 +23,7 @@ def test_ray_trial_with_two_workers_keeps_ranks_identical(tmp_path: Path) -> Non
 
     cloudpickle.register_pickle_by_value(sys.modules["tiny"])  # workers cannot import tests/
     saved_env = dict(os.environ)
-    port = free_port()
-    ensure_env(port)
-    ray.init(num_cpus=2, include_dashboard=True, dashboard_port=port, log_to_driver=False)
+    init_ray(None, num_cpus=2)
     try:
         config = make_config({**TINY, "linear_probe": False})
         trainer = make_torch_trainer(

@@ -205,3 +205,25 @@ def test_resume_after_kill_keeps_finished_trials(tmp_path: Path) -> None:
         assert (experiment / name / "progress.csv").read_text() == text
     rows = list(csv.DictReader((experiment / "trials.csv").open()))
     assert len(rows) == 3 and (experiment / "best_config.yaml").is_file()
+
+
+def test_unreachable_address_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "byol_tune.search",
+            "--address",
+            "127.0.0.1:9",
+            "--storage-path",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: --address 127.0.0.1:9: no Ray head answers there")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -19,7 +19,7 @@ from byol_tune.core.data import load_splits
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write_text
 from byol_tune.search import results
-from byol_tune.search.ray_train import Resources, ensure_env, free_port
+from byol_tune.search.ray_train import Resources, init_ray
 from byol_tune.search.report import rank, write_reports
 from byol_tune.search.space import SearchSpace, load_space, space_names
 from byol_tune.search.tuner import (
@@ -119,16 +119,8 @@ def search_main(argv: list[str] | None) -> int:
         experiment = _fresh_experiment(Path(args.storage_path).resolve(), args.name)
     import ray
 
-    port = args.dashboard_port or free_port()
-    ensure_env(port)
-    context = ray.init(
-        address=args.address,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=port,
-        log_to_driver=False,
-        configure_logging=True,
-        logging_level=logging.WARNING,
+    context = init_ray(
+        args.address, args.dashboard_port, configure_logging=True, logging_level=logging.WARNING
     )
     try:
         return _run(args, argv, space, settings, overrides, experiment, context, start)

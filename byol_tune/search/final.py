@@ -22,8 +22,7 @@ from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 from byol_tune.search.ray_train import (
     CHECKPOINT_NAME,
     Resources,
-    ensure_env,
-    free_port,
+    init_ray,
     make_torch_trainer,
 )
 from byol_tune.search.results import best_config
@@ -56,9 +55,7 @@ def train_best(
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
     folder = fresh_dir(Path(experiment).resolve(), "final")
     save_config(config, folder / "config.yaml")
-    port = free_port()
-    ensure_env(port)
-    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False)
+    init_ray(None)
     try:
         cpus = max(0.1, math.floor(10 * (ray.cluster_resources().get("CPU", 1.0) - 0.1) / workers) / 10)
         gpus = ray.cluster_resources().get("GPU", 0.0)

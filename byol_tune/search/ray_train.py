@@ -19,6 +19,7 @@ from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config
 from byol_tune.core.build import build_run, hparams
 from byol_tune.core.knn_callback import KNNCallback
+from byol_tune.errors import ConfigError
 
 CHECKPOINT_NAME = "checkpoint.ckpt"
 
@@ -166,17 +167,73 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def ensure_env(dashboard_port: int) -> None:
-    """Ray settings for our trials, set before ``ray.init`` so every Ray process inherits them.
+# Ray settings for our trials. Measured on 2 CPU cores (Ray 2.60, Train V2): the controller's 2 s
+# health-check poll costs 6-8 s per trial; the preemption watcher and Train metrics add actors we do not
+# use; without a start-up timeout an unschedulable worker group is retried forever.
+TRIAL_ENV = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60",
+    "RAY_DEDUP_LOGS": "1",
+}
 
-    Measured on 2 CPU cores (Ray 2.60, Train V2): the controller's 2 s health-check poll costs 6-8 s per
-    trial; the preemption watcher and Train metrics add actors we do not use; Train's placement-group
-    cleaner needs the dashboard's State API, without which a trial stopped by ASHA keeps its workers'
-    CPUs reserved and the next trial never starts.
+
+def ensure_env(dashboard_port: int) -> None:
+    """Set :data:`TRIAL_ENV` before ``ray.init`` starts a local cluster, so every Ray process inherits it.
+
+    Train's placement-group cleaner needs the dashboard's State API, without which a trial stopped by
+    ASHA keeps its workers' CPUs reserved and the next trial never starts: point it at our dashboard.
     """
     os.environ.setdefault("RAY_API_SERVER_ADDRESS", f"http://127.0.0.1:{dashboard_port}")
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
-    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "60")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    for key, value in TRIAL_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def init_ray(address: str | None, dashboard_port: int | None = None, **kwargs: Any) -> Any:
+    """Start a local cluster with its dashboard (``address`` None), or join a running one.
+
+    A running cluster's processes were started without our environment, so it travels to the trials
+    as the job's ``runtime_env``; its own dashboard serves the State API.
+    """
+    import ray
+
+    if address is not None:
+        _check_reachable(address)
+        if _token_available():  # Ray 2.60 clusters use token auth by default; the driver must opt in
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        env = {k: os.environ.get(k, v) for k, v in TRIAL_ENV.items()}
+        try:
+            return ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, **kwargs)
+        except (ConnectionError, ray.exceptions.RayError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"--address {address}: cannot join the Ray cluster ({reason[:200]}); with token auth set "
+                "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the output of `ray get-auth-token` on the head"
+            ) from None
+    port = dashboard_port or free_port()
+    ensure_env(port)
+    return ray.init(
+        include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False, **kwargs
+    )
+
+
+def _token_available() -> bool:
+    """Whether this machine has a Ray auth token (env var, token path, or ``~/.ray/auth_token``)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).is_file()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, with one line, when ``HOST:PORT`` does not answer (Ray itself retries for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray:// client addresses: left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: no Ray head answers there ({exc})") from None
