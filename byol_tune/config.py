@@ -86,6 +86,12 @@ class BYOLConfig(BaseModel):
     knn_temperature: float = Field(0.1, gt=0)
     linear_probe: bool = True
 
+    # speed: both change numerics a little, so both are off (benchmarks/README.md, RESULTS.md)
+    views_as_one_batch: bool = Field(
+        False, description="forward both views as one batch; BatchNorm then normalises over both views"
+    )
+    channels_last: bool = Field(False, description="NHWC memory format for image backbones and inputs")
+
     # runtime
     seed: int = 0
     accelerator: str = "auto"

@@ -69,6 +69,8 @@ def build_module(config: BYOLConfig, info: DataInfo, augment: nn.Module | None) 
         augment=augment,
         mean=info.mean,
         std=info.std,
+        views_as_one_batch=config.views_as_one_batch,
+        channels_last=config.channels_last,
     )
 
 

@@ -46,8 +46,12 @@ def update_momentum(model: nn.Module, model_ema: nn.Module, m: float) -> None:
         raise ValueError(f"model and model_ema differ: {len(online_params)} vs {len(ema_params)} parameters")
     if ema_params:
         torch._foreach_lerp_(ema_params, online_params, 1.0 - m)
-    for ema_buffer, online_buffer in zip(model_ema.buffers(), model.buffers(), strict=True):
-        ema_buffer.copy_(online_buffer)
+    ema_buffers: list[torch.Tensor] = list(model_ema.buffers())
+    online_buffers: list[torch.Tensor] = list(model.buffers())
+    if len(ema_buffers) != len(online_buffers):
+        raise ValueError(f"model and model_ema differ: {len(online_buffers)} vs {len(ema_buffers)} buffers")
+    if ema_buffers:
+        torch._foreach_copy_(ema_buffers, online_buffers)  # one fused copy, not one call per buffer
 
 
 def deactivate_requires_grad(model: nn.Module) -> None:

@@ -1,0 +1,95 @@
+"""Regenerate ``benchmarks/RESULTS.md`` from the benchmarks' JSON files (never from typed numbers).
+
+``python benchmarks/make_results.py --run`` runs every benchmark (``bench_*.py --json results/NAME.json``)
+and then writes RESULTS.md; without ``--run`` it only reads the JSON files already in ``--results``.
+``--quick`` (with ``--run``) makes smoke figures, and RESULTS.md then says so at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = {
+    "step": ("1. Training step, model only: ours vs lightly's example loop", "bench_step.py"),
+    "e2e": ("2. End to end: uint8 images -> augmentation -> step", "bench_e2e.py"),
+    "ema": ("3. EMA update of the target network", "bench_ema.py"),
+    "knn": ("4. kNN evaluation", "bench_knn.py"),
+}
+MACHINE_KEYS = ("platform", "processor", "cpu_count", "torch_threads", "python", "torch", "lightly", "gpu")
+
+
+def run(results: Path, quick: bool, extra: list[str]) -> None:
+    for name, (_, script) in BENCHMARKS.items():
+        cmd = [sys.executable, str(HERE / script), "--json", str(results / f"{name}.json"), *extra]
+        cmd += ["--quick"] if quick else []
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+
+
+def describe(machine: dict[str, Any]) -> str:
+    parts = [f"{key}: {machine[key]}" for key in MACHINE_KEYS if key in machine]
+    return f"device **{machine['device']}**; " + "; ".join(parts)
+
+
+def render(found: dict[str, dict[str, Any]]) -> str:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated {now} by `python benchmarks/make_results.py` from `benchmarks/results/*.json`; "
+        "do not edit by hand. How to run: [README.md](README.md).",
+        "",
+    ]
+    if any(r["quick"] for r in found.values()):
+        lines += ["> **Smoke run (`--quick`, tiny sizes): these figures are not results.**", ""]
+    machines = {describe(r["machine"]) for r in found.values()}
+    if len(machines) == 1:
+        lines += ["Machine: " + machines.pop(), ""]
+    for name, (title, script) in BENCHMARKS.items():
+        lines += [f"## {title}", ""]
+        if name not in found:
+            lines += [
+                f"Not measured yet: `python benchmarks/{script} --json benchmarks/results/{name}.json`.",
+                "",
+            ]
+            continue
+        result = found[name]
+        settings = ", ".join(f"{k}={v}" for k, v in result["settings"].items())
+        lines += [f"Measured {result['date']}{' (--quick)' if result['quick'] else ''}; {settings}."]
+        if len({describe(r["machine"]) for r in found.values()}) > 1:
+            lines += ["Machine: " + describe(result["machine"]) + "."]
+        lines += ["", result["markdown"], ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--run", action="store_true", help="run every benchmark first")
+    p.add_argument("--quick", action="store_true", help="with --run: smoke sizes")
+    p.add_argument("--threads", type=int, help="with --run: passed to every benchmark")
+    p.add_argument("--results", type=Path, default=HERE / "results", help="folder of the JSON files")
+    p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = p.parse_args()
+    if args.run:
+        args.results.mkdir(parents=True, exist_ok=True)
+        run(args.results, args.quick, ["--threads", str(args.threads)] if args.threads else [])
+    found = {
+        name: json.loads((args.results / f"{name}.json").read_text())
+        for name in BENCHMARKS
+        if (args.results / f"{name}.json").is_file()
+    }
+    if not found:
+        raise SystemExit(f"no benchmark JSON in {args.results}; run with --run, or the scripts with --json")
+    args.out.write_text(render(found))
+    print(f"wrote {args.out} from {', '.join(sorted(found))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Each fast path computes what the plain path computes (benchmarks/ measures how much faster).
+
+``views_as_one_batch`` is exact only where BatchNorm does not look at the batch (eval mode, or a network
+without BatchNorm); in training mode its BatchNorm statistics span both views, and a test pins down
+exactly that difference. ``channels_last`` is the same maths in another summation order, so it is
+compared to a float32 tolerance. Logging tau/lr as CPU tensors and the fused buffer copy are exact.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from byol_tune import metrics
+from byol_tune.config import make_config
+from byol_tune.core.build import build_module
+from byol_tune.core.data import DataInfo
+from byol_tune.core.module import BYOL
+from byol_tune.parts import momentum
+from byol_tune.parts.momentum import tau_at
+
+SHAPE = (3, 8, 8)
+
+
+def _conv_backbone(batch_norm: bool = True) -> nn.Module:
+    norm: list[nn.Module] = [nn.BatchNorm2d(8)] if batch_norm else []
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), *norm, nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )  # fmt: skip
+
+
+def _model(seed: int = 0, batch_norm: bool = True, **kwargs: object) -> BYOL:
+    """Same seed, same weights: the fast and the plain model start identical."""
+    torch.manual_seed(seed)
+    heads: dict[str, object] = {}
+    if not batch_norm:  # the paper's heads have BatchNorm; these are Linear-ReLU-Linear
+        heads = {
+            "projection_head": nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)),
+            "prediction_head": nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 4)),
+        }
+    dims = {"projector_hidden_dim": 16, "projector_out_dim": 4, "predictor_hidden_dim": 16}
+    return BYOL(  # type: ignore[arg-type]
+        _conv_backbone(batch_norm),
+        learning_rate=0.1,
+        lr_scheduler=None,
+        schedule=10,
+        input_shape=SHAPE,
+        **{**dims, **heads, **kwargs},
+    )
+
+
+def _views(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, *SHAPE, generator=g), torch.randn(n, *SHAPE, generator=g)
+
+
+def _fit(model: BYOL, steps: int = 3) -> BYOL:
+    x1, x2 = _views(8 * steps)
+    L.seed_everything(0, verbose=False)
+    L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(model, DataLoader(TensorDataset(x1, x2), batch_size=8))
+    return model
+
+
+def _loss_and_grads(model: BYOL) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    model.zero_grad()
+    loss = model.view_loss(*_views())
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def _assert_all_close(a: list[torch.Tensor], b: list[torch.Tensor], atol: float, rtol: float) -> None:
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, atol=atol, rtol=rtol)
+
+
+def _target(model: BYOL) -> list[torch.Tensor]:
+    nets = (model.backbone_momentum, model.projection_head_momentum)
+    return [t.detach().clone() for net in nets for t in (*net.parameters(), *net.buffers())]
+
+
+def test_views_as_one_batch_same_loss_and_gradients_with_batchnorm_in_eval_mode() -> None:
+    plain, fast = _model().eval(), _model(views_as_one_batch=True).eval()
+    loss, grads = _loss_and_grads(plain)
+    fast_loss, fast_grads = _loss_and_grads(fast)
+    torch.testing.assert_close(fast_loss, loss, atol=1e-6, rtol=1e-5)
+    _assert_all_close(fast_grads, grads, atol=1e-6, rtol=1e-5)
+
+
+def test_views_as_one_batch_same_training_run_without_batchnorm() -> None:
+    """The whole path (loss, optimizer step, EMA after it) in a Trainer, in training mode."""
+    plain = _fit(_model(batch_norm=False))
+    fast = _fit(_model(batch_norm=False, views_as_one_batch=True))
+    torch.testing.assert_close(
+        fast.trainer.callback_metrics[metrics.LOSS], plain.trainer.callback_metrics[metrics.LOSS]
+    )
+    _assert_all_close(_target(fast), _target(plain), atol=1e-6, rtol=1e-5)
+
+
+def test_views_as_one_batch_batchnorm_statistics_span_both_views() -> None:
+    """What does differ in training mode: one BatchNorm update over 2B samples instead of two over B."""
+    plain, fast = _model(), _model(views_as_one_batch=True)
+    x1, x2 = _views()
+    plain.view_loss(x1, x2)
+    fast.view_loss(x1, x2)
+    conv, bn = plain.backbone[0], plain.backbone[1]
+    with torch.no_grad():
+        mean1, mean2 = conv(x1).mean(dim=(0, 2, 3)), conv(x2).mean(dim=(0, 2, 3))  # (C,)
+    m = bn.momentum
+    torch.testing.assert_close(bn.running_mean, (1 - m) * m * mean1 + m * mean2)
+    torch.testing.assert_close(fast.backbone[1].running_mean, m * (mean1 + mean2) / 2)
+    with pytest.raises(ValueError, match="views of one shape"):
+        fast.view_loss(x1, x2[:4])
+
+
+def test_channels_last_same_loss_gradients_and_training_run() -> None:
+    plain, fast = _model(), _model(channels_last=True)
+    assert fast.backbone[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.backbone_momentum[0].weight.is_contiguous(memory_format=torch.channels_last)
+    loss, grads = _loss_and_grads(plain)
+    fast_loss, fast_grads = _loss_and_grads(fast)
+    torch.testing.assert_close(fast_loss, loss, atol=1e-5, rtol=1e-4)
+    _assert_all_close(fast_grads, grads, atol=1e-5, rtol=1e-4)
+    plain, fast = _fit(_model()), _fit(_model(channels_last=True))
+    _assert_all_close(_target(fast), _target(plain), atol=1e-5, rtol=1e-4)
+    images = torch.randint(0, 256, (4, *SHAPE), dtype=torch.uint8)
+    torch.testing.assert_close(fast.eval().embed(images), plain.eval().embed(images), atol=1e-5, rtol=1e-4)
+
+
+def test_tau_and_lr_are_logged_with_their_exact_values() -> None:
+    """Logged from CPU tensors (no device copy per step): the values are those of the schedule."""
+    model = _fit(_model(), steps=3)
+    logged = model.trainer.callback_metrics
+    assert logged[metrics.TAU].item() == pytest.approx(tau_at(2, 0.996, 10), abs=1e-7)
+    assert logged[metrics.LR].item() == pytest.approx(0.1, abs=1e-8)
+
+
+def test_fused_buffer_copy_copies_every_buffer_exactly() -> None:
+    online, target = _conv_backbone(), _conv_backbone()
+    online.train()(torch.randn(4, *SHAPE))  # running stats and num_batches_tracked move
+    momentum.update_momentum(online, target, m=0.5)
+    for t, o in zip(target.buffers(), online.buffers(), strict=True):
+        assert t.dtype == o.dtype and torch.equal(t, o)
+    with pytest.raises(ValueError, match="buffers"):
+        momentum.update_momentum(online, copy.deepcopy(online).append(nn.BatchNorm1d(1, affine=False)), m=0.5)
+
+
+def test_fast_path_config_fields_reach_the_module_and_its_hparams() -> None:
+    config = make_config({"views_as_one_batch": True, "channels_last": True})
+    info = DataInfo((3, 32, 32), 10, (0.5,) * 3, (0.25,) * 3, is_image=True)
+    module = build_module(config, info, augment=None)
+    assert module.views_as_one_batch and module.channels_last
+    assert module.hparams["views_as_one_batch"] is True and module.hparams["channels_last"] is True
+    assert not make_config({}).views_as_one_batch and not make_config({}).channels_last
