@@ -109,7 +109,9 @@ def build_tuner(
     if settings.searcher == "tpe" and param_space:
         import optuna
 
-        sampler = optuna.samplers.TPESampler(seed=settings.seed, multivariate=True)
+        # Optuna's default of 10 random start-up trials would make a small search purely random
+        startup = min(10, max(2, settings.num_samples // 2))
+        sampler = optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, n_startup_trials=startup)
         search_alg: Any = ConcurrencyLimiter(
             OptunaSearch(sampler=sampler, metric=settings.objective, mode=mode),
             max_concurrent=settings.max_concurrent,
