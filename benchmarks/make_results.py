@@ -21,6 +21,7 @@ BENCHMARKS = {
     "e2e": ("2. End to end: uint8 images -> augmentation -> step", "bench_e2e.py"),
     "ema": ("3. EMA update of the target network", "bench_ema.py"),
     "knn": ("4. kNN evaluation", "bench_knn.py"),
+    "ray": ("5. Ray overhead: plain trainer vs Tune + TorchTrainer trials", "bench_ray.py"),
 }
 MACHINE_KEYS = ("platform", "processor", "cpu_count", "torch_threads", "python", "torch", "lightly", "gpu")
 
