@@ -13,6 +13,7 @@ import copy
 import lightning as L
 import pytest
 import torch
+from tiny import quiet_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -63,14 +64,7 @@ def _views(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
 def _fit(model: BYOL, steps: int = 3) -> BYOL:
     x1, x2 = _views(8 * steps)
     L.seed_everything(0, verbose=False)
-    L.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(model, DataLoader(TensorDataset(x1, x2), batch_size=8))
+    quiet_trainer(max_steps=steps).fit(model, DataLoader(TensorDataset(x1, x2), batch_size=8))
     return model
 
 

@@ -7,6 +7,7 @@ import math
 import lightning as L
 import pytest
 import torch
+from tiny import quiet_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -28,18 +29,6 @@ def _views_loader(n: int = 32, batch: int = 8) -> DataLoader:
     g = torch.Generator().manual_seed(0)
     x1, x2 = torch.randn(n, 3, 8, 8, generator=g), torch.randn(n, 3, 8, 8, generator=g)
     return DataLoader(TensorDataset(x1, x2), batch_size=batch, drop_last=True)
-
-
-def _trainer(max_epochs: int = 1, **kwargs: object) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,  # type: ignore[arg-type]
-    )
 
 
 def _tiny_model(**kwargs: object) -> BYOL:
@@ -78,7 +67,7 @@ def test_minerva_constructor_and_helpers() -> None:
     assert not any(p.requires_grad for p in model.backbone_momentum.parameters())
     assert not any(p.requires_grad for p in model.projection_head_momentum.parameters())
     target = _target_state(model)
-    _trainer().fit(model, _views_loader())  # minerva batches: (x0, x1)
+    quiet_trainer().fit(model, _views_loader())  # minerva batches: (x0, x1)
     assert isinstance(model.trainer.optimizers[0], torch.optim.SGD)
     assert any(not torch.equal(a, b) for a, b in zip(target, _target_state(model), strict=True))
     assert model.hparams["optimizer"] == "SGD"
@@ -96,7 +85,7 @@ def test_target_follows_ema_of_online_after_each_step() -> None:
         def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
             seen.append((trainer.global_step, model.tau))
 
-    _trainer(callbacks=[Check()]).fit(model, _views_loader(n=32, batch=8))
+    quiet_trainer(callbacks=[Check()]).fit(model, _views_loader(n=32, batch=8))
     # 4 optimizer steps; after step k (0-based) the EMA used tau_k of the cosine over K=4
     assert [s for s, _ in seen] == [1, 2, 3, 4]
     assert [t for _, t in seen] == pytest.approx([tau_at(k, 0.996, 4) for k in range(4)])
@@ -118,7 +107,7 @@ def test_ema_respects_gradient_accumulation() -> None:
         original(online, target, m)
 
     model.update_momentum = counting  # type: ignore[method-assign]
-    _trainer(accumulate_grad_batches=2).fit(model, _views_loader(n=32, batch=8))
+    quiet_trainer(accumulate_grad_batches=2).fit(model, _views_loader(n=32, batch=8))
     assert model.trainer.global_step == 2
     assert len(updates) == 2 * 2  # backbone + projector, once per real optimizer step
 
@@ -133,7 +122,7 @@ def test_single_step_ema_matches_formula() -> None:
         lr_scheduler=None,
     )
     before = _target_state(model)
-    _trainer(max_steps=1).fit(model, _views_loader(n=8, batch=8))
+    quiet_trainer(max_steps=1).fit(model, _views_loader(n=8, batch=8))
     online = [p.detach() for p in model.backbone.parameters()]
     for t0, t1, o in zip(before, _target_state(model), online, strict=True):
         torch.testing.assert_close(t1, 0.9 * t0 + 0.1 * o, atol=1e-6, rtol=0)
@@ -154,7 +143,7 @@ def test_raw_image_batches_are_augmented_by_module() -> None:
     )
     images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
     loader = DataLoader(TensorDataset(images, torch.zeros(16, dtype=torch.long)), batch_size=8)
-    _trainer().fit(model, loader)
+    quiet_trainer().fit(model, loader)
     assert calls == [(8, 3, 8, 8), (8, 3, 8, 8)]
     assert metrics.LOSS in model.trainer.callback_metrics
 
@@ -222,7 +211,7 @@ def test_quadra_semantics_constant_tau_and_epoch_lr_interval() -> None:
         def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
             taus.append(model.tau)
 
-    _trainer(max_epochs=2, callbacks=[Record()]).fit(model, _views_loader(n=32, batch=8))
+    quiet_trainer(max_epochs=2, callbacks=[Record()]).fit(model, _views_loader(n=32, batch=8))
     assert taus == [0.99] * 8
     # cosine over 2 epochs, stepped at epoch ends: full LR through epoch 1, half through epoch 2
     assert lrs == pytest.approx([0.1] * 4 + [0.05] * 4)
@@ -241,7 +230,7 @@ def test_step_interval_lr_warmup_then_cosine() -> None:
         def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
             lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    _trainer(max_epochs=2, callbacks=[Record()]).fit(model, _views_loader(n=32, batch=8))
+    quiet_trainer(max_epochs=2, callbacks=[Record()]).fit(model, _views_loader(n=32, batch=8))
     # 8 steps, 4 warm-up steps: (k+1)/5 of the LR, then cosine over the remaining 4
     assert lrs[:4] == pytest.approx([0.02, 0.04, 0.06, 0.08])
     assert lrs[4:] == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])

@@ -21,6 +21,19 @@ TINY: dict[str, Any] = {
 }
 
 
+def quiet_trainer(max_epochs: int = 1, **kwargs: Any) -> L.Trainer:
+    """A CPU Lightning Trainer with no logger, checkpoints, progress bar or model summary."""
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
 class DumpWeights(L.Callback):
     """At the end of fit, every rank saves its module's state_dict and tau to ``out/rank{N}.pt``."""
 
