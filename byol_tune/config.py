@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from byol_tune.errors import ConfigError
+from byol_tune.errors import ConfigError, reason
 
 DatasetName = Literal["shapes", "cifar10", "cifar100", "stl10", "imagefolder", "vectors"]
 
@@ -154,8 +154,7 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{path}: not valid YAML: {first_line}") from None
+        raise ConfigError(f"{path}: not valid YAML: {reason(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

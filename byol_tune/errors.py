@@ -21,3 +21,9 @@ class DataError(ByolTuneError):
 
 class CheckpointError(ByolTuneError):
     """A checkpoint or exported model file cannot be loaded."""
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run, hparams
-from byol_tune.errors import CheckpointError, ConfigError
+from byol_tune.errors import CheckpointError, ConfigError, reason
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 
 RUN_DIR_ENV = "BYOL_TUNE_RUN_DIR"  # lets DDP ranks launched by Lightning share rank 0's run folder
@@ -45,8 +45,7 @@ def _safe_load(path: str | Path, what: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a loadable {what} ({reason})") from None
+        raise CheckpointError(f"{path}: not a loadable {what} ({reason(exc)})") from None
 
 
 def check_checkpoint(path: str | Path) -> Path:

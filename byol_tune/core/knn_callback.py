@@ -69,9 +69,11 @@ class KNNCallback(L.Callback):
         return result
 
     def final_metrics(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, linear: bool = True
+        self, trainer: L.Trainer | None, pl_module: L.LightningModule, linear: bool = True
     ) -> dict[str, float]:
-        """RankMe, kNN and (if ``linear``) the linear probe on clean features; the caller sets eval mode."""
+        """RankMe, kNN and (if ``linear``) the linear probe on clean features; the caller sets eval mode.
+
+        ``trainer`` None: a single process (no DDP), e.g. evaluating a loaded model outside ``fit``."""
         val_x, val_y = self.features(trainer, pl_module, self.val)
         bank: tuple[Tensor, Tensor] | None = None
         if self.num_classes is not None and bool((val_y >= 0).all()):
@@ -80,13 +82,13 @@ class KNNCallback(L.Callback):
 
     @torch.no_grad()
     def features(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset
+        self, trainer: L.Trainer | None, pl_module: L.LightningModule, dataset: Dataset
     ) -> tuple[Tensor, Tensor]:
         """Features and labels of the whole ``dataset`` in order, identical on every rank."""
-        rank, world = trainer.global_rank, trainer.world_size
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         n = len(dataset)  # type: ignore[arg-type]
         local_x, local_y = embed_split(pl_module, dataset, range(rank, n, world), self.batch_size)
-        if world == 1:
+        if trainer is None or world == 1:
             return local_x.cpu(), local_y.cpu()
         return _gather_strided(trainer, local_x, local_y, n)
 

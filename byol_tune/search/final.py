@@ -16,7 +16,6 @@ import torch
 
 from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run
-from byol_tune.core.knn_callback import embed_split, feature_metrics
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 from byol_tune.search.ray_train import (
@@ -80,24 +79,12 @@ def export(config: BYOLConfig, state_dict: dict[str, torch.Tensor], folder: Path
     module = parts.module
     module.load_state_dict(state_dict)
     module.eval()
-    splits = parts.splits
-    with torch.no_grad():
-        val_x, val_y = embed_split(module, splits.val, range(len(splits.val)))  # type: ignore[arg-type]
-        bank = embed_split(module, splits.bank, range(len(splits.bank))) if splits.info.num_classes else None  # type: ignore[arg-type]
-    results = feature_metrics(
-        val_x.cpu(),
-        val_y.cpu(),
-        None if bank is None else (bank[0].cpu(), bank[1].cpu()),
-        splits.info.num_classes,
-        config.knn_k,
-        config.knn_temperature,
-        linear=True,
-    )
+    results = parts.knn.final_metrics(None, module, linear=True)
     backbone = module.backbone.cpu().eval()
     state_path, script_path = folder / "backbone.pt", folder / "backbone_torchscript.pt"
     backbone_state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
     atomic_write(state_path, lambda tmp: torch.save(backbone_state, tmp))
-    example = module.cpu().prepare(_example_input(splits.val))
+    example = module.cpu().prepare(_example_input(parts.splits.val))
     scripted = torch.jit.trace(backbone, example)
     atomic_write(script_path, lambda tmp: torch.jit.save(scripted, str(tmp)))
     atomic_write_text(folder / "metrics.json", json.dumps(results, indent=2))

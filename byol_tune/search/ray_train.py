@@ -19,7 +19,7 @@ from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config
 from byol_tune.core.build import build_run, hparams
 from byol_tune.core.knn_callback import KNNCallback
-from byol_tune.errors import ConfigError
+from byol_tune.errors import ConfigError, reason
 
 CHECKPOINT_NAME = "checkpoint.ckpt"
 
@@ -206,10 +206,10 @@ def init_ray(address: str | None, dashboard_port: int | None = None, **kwargs: A
         try:
             return ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, **kwargs)
         except (ConnectionError, ray.exceptions.RayError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
-                f"--address {address}: cannot join the Ray cluster ({reason[:200]}); with token auth set "
-                "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the output of `ray get-auth-token` on the head"
+                f"--address {address}: cannot join the Ray cluster ({reason(exc)[:200]}); "
+                "with token auth set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the output of "
+                "`ray get-auth-token` on the head"
             ) from None
     port = dashboard_port or free_port()
     ensure_env(port)
