@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from formats import write_image_folder
+from tiny import run_module
 
 from byol_tune.config import load_config, parse_overrides
 from byol_tune.errors import ConfigError
 
 
 def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "byol_tune.train", "--no-progress", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("byol_tune.train", "--no-progress", *args, cwd=cwd)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:

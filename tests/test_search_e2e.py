@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import run_module
 
 from byol_tune.config import load_config
 from byol_tune.core.fit import fit, load_backbone_state
@@ -33,27 +34,16 @@ space:
 """
 
 
+def _search_args(space: Path, tmp_path: Path) -> list[str]:
+    """The search CLI's arguments for the tiny space, into ``tmp_path/runs/tiny``."""
+    return ["--space", str(space), "--storage-path", str(tmp_path / "runs"), "--name", "tiny"]
+
+
 @pytest.mark.slow
 def test_search_cli_end_to_end(tmp_path: Path) -> None:
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "byol_tune.search",
-            "--space",
-            str(space),
-            "--storage-path",
-            str(tmp_path / "runs"),
-            "--name",
-            "tiny",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,
-    )
+    proc = run_module("byol_tune.search", *_search_args(space, tmp_path), cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout and "ray get-auth-token" in proc.stdout
     experiment = tmp_path / "runs" / "tiny"
@@ -82,12 +72,8 @@ def test_search_cli_end_to_end(tmp_path: Path) -> None:
     assert config.shapes_train_size == 256
     assert "knn_top1" in fit(config, progress_bar=False).metrics
     # and the search's best config trains again through Ray Train, then exports
-    proc = subprocess.run(
-        [sys.executable, "-m", "byol_tune.train", "--from-search", str(experiment), "--max-epochs", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
+    proc = run_module(
+        "byol_tune.train", "--from-search", str(experiment), "--max-epochs", "1", cwd=tmp_path, timeout=600
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     final = experiment / "final"
@@ -100,21 +86,9 @@ def test_search_cli_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_search_refuses_infeasible_resources(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "byol_tune.search",
-            "--workers-per-trial",
-            "2",
-            "--cpus-per-worker",
-            "1",
-            "--storage-path",
-            str(tmp_path / "runs"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_module(
+        "byol_tune.search",
+        *("--workers-per-trial", "2", "--cpus-per-worker", "1", "--storage-path", str(tmp_path / "runs")),
         cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -125,33 +99,15 @@ def test_search_refuses_infeasible_resources(tmp_path: Path) -> None:
 def test_search_bad_space_is_one_line(tmp_path: Path) -> None:
     space = tmp_path / "bad.yaml"
     space.write_text("space:\n  learning_rate: {loguniform: [0.1, 0.01]}\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "byol_tune.search", "--space", str(space)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    proc = run_module("byol_tune.search", "--space", str(space), cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "low 0.1 > high 0.01" in proc.stderr and not (tmp_path / "runs").exists()
 
 
 def test_resume_of_missing_experiment_is_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "byol_tune.search", "--resume", str(tmp_path / "nope")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    proc = run_module("byol_tune.search", "--resume", str(tmp_path / "nope"), cwd=tmp_path)
     assert proc.returncode == 2 and "no such experiment folder" in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "byol_tune.train", "--from-search", str(tmp_path / "nope")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    proc = run_module("byol_tune.train", "--from-search", str(tmp_path / "nope"), cwd=tmp_path)
     assert proc.returncode == 2 and "no such experiment folder" in proc.stderr
 
 
@@ -171,17 +127,7 @@ def test_resume_after_kill_keeps_finished_trials(tmp_path: Path) -> None:
         SPACE.replace("num_samples: 4", "num_samples: 3").replace("grace_period: 1", "grace_period: 4")
     )
     experiment = tmp_path / "runs" / "tiny"
-    args = [
-        sys.executable,
-        "-m",
-        "byol_tune.search",
-        "--space",
-        str(space),
-        "--storage-path",
-        str(tmp_path / "runs"),
-        "--name",
-        "tiny",
-    ]
+    args = [sys.executable, "-m", "byol_tune.search", *_search_args(space, tmp_path)]
     proc = subprocess.Popen(
         args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -193,13 +139,7 @@ def test_resume_after_kill_keeps_finished_trials(tmp_path: Path) -> None:
     os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up: as if the machine went away
     proc.wait()
     before = {name: (experiment / name / "progress.csv").read_text() for name in finished}
-    resumed = subprocess.run(
-        [sys.executable, "-m", "byol_tune.search", "--resume", str(experiment)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,
-    )
+    resumed = run_module("byol_tune.search", "--resume", str(experiment), cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     for name, text in before.items():  # finished trials were kept, not rerun
         assert (experiment / name / "progress.csv").read_text() == text
@@ -208,21 +148,7 @@ def test_resume_after_kill_keeps_finished_trials(tmp_path: Path) -> None:
 
 
 def test_unreachable_address_is_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "byol_tune.search",
-            "--address",
-            "127.0.0.1:9",
-            "--storage-path",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    proc = run_module("byol_tune.search", "--address", "127.0.0.1:9", "--storage-path", ".", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith("error: --address 127.0.0.1:9: no Ray head answers there")
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,13 @@ TINY: dict[str, Any] = {
     "projector_out_dim": 32,
     "predictor_hidden_dim": 64,
 }
+
+
+def run_module(module: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m module args...`` in ``cwd``, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def quiet_trainer(max_epochs: int = 1, **kwargs: Any) -> L.Trainer:
