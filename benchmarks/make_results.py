@@ -2,6 +2,7 @@
 
 ``python benchmarks/make_results.py --run`` runs every benchmark (``bench_*.py --json results/NAME.json``)
 and then writes RESULTS.md; without ``--run`` it only reads the JSON files already in ``--results``.
+The search-quality section comes from ``results/search_quality/`` (``search_quality.py``, run apart: hours).
 ``--quick`` (with ``--run``) makes smoke figures, and RESULTS.md then says so at the top.
 """
 
@@ -14,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import search_quality_report
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
@@ -67,6 +70,8 @@ def render(found: dict[str, dict[str, Any]]) -> str:
         if len({describe(r["machine"]) for r in found.values()}) > 1:
             lines += ["Machine: " + describe(result["machine"]) + "."]
         lines += ["", result["markdown"], ""]
+    lines += ["## 6. Search quality: the search against hand-set configs at equal trial-epochs", ""]
+    lines += search_quality_report.render(HERE / "results" / "search_quality", HERE / "results")
     return "\n".join(lines)
 
 

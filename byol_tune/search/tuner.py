@@ -98,7 +98,12 @@ def build_tuner(
     overrides: dict[str, Any],
     storage_path: Path,
     name: str,
+    trainable: Any = None,
+    stop: Any = None,
 ) -> Any:
+    """The Tuner of one search. ``trainable`` defaults to the TorchTrainer driver (:func:`make_trainable`);
+    the search-quality study passes an in-process one, plus a ``stop`` that ends it at a trial-epoch budget.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
@@ -130,7 +135,7 @@ def build_tuner(
         else FIFOScheduler()
     )
     return tune.Tuner(
-        make_trainable(space, overrides, resources, settings.objective),
+        trainable or make_trainable(space, overrides, resources, settings.objective),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=settings.objective,
@@ -144,6 +149,7 @@ def build_tuner(
             name=name,
             storage_path=str(storage_path),
             verbose=1,
+            stop=stop,
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )

@@ -1,0 +1,252 @@
+"""Search quality: does the search beat hand-set BYOL configs at an equal budget of trial-epochs?
+
+On the embedded shapes data, per seed, each method spends the same ``--budget`` of trial-epochs:
+
+- ``lightly``: lightly's BYOL example settings (``search_spaces/lightly_example.yaml``), one run of
+  ``--budget`` epochs. Data keys (dataset, backbone, input standardisation, loader workers) stay ours,
+  so every method trains the same small CNN on the same images.
+- ``paper``: the BYOL paper's settings scaled to this data: tau 0.996, LARS, base LR 0.2 x batch/256,
+  weight decay 1.5e-6, heads 4096-256 / 4096, warm-up 1% of training, the paper's augmentations.
+- ``random_asha``, ``tpe_asha``, ``tpe_noes``: the product's search (``build_tuner``: Optuna TPE or random,
+  ASHA or none) over ``search_spaces/default.yaml``, stopped when the trial-epochs reach the budget.
+  Trials train in process in the Tune trial (no TorchTrainer), so Ray's per-trial overhead costs no
+  trial-epochs and little time; the model, data and evaluation are the product's ``fit``.
+
+Every evaluation (one per epoch) is an event; the curve is best-so-far ``knn_top1`` against cumulative
+trial-epochs. The best ``tpe_asha`` config is retrained with another seed. One JSON per (method, seed) goes
+to ``--out`` as soon as it is done, so a run can be split over processes and resumed (done files are kept).
+``make_results.py`` turns the folder into a table and plots in RESULTS.md.
+
+Run: ``python benchmarks/search_quality.py --seeds 0 1 2`` (about 1.5 h on 2 CPU cores; split it with
+the same command in a second shell with ``--reverse``, both with
+``--threads 1`` each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from benchutil import machine
+from ray.tune import Stopper
+
+from byol_tune import metrics
+from byol_tune.config import make_config
+from byol_tune.core.fit import fit
+from byol_tune.core.knn_callback import KNNCallback
+from byol_tune.search.ray_train import Resources, init_ray
+from byol_tune.search.space import SearchSpace, load_space
+from byol_tune.search.tuner import SearchSettings, build_tuner, trial_overrides
+
+FIXED = ("lightly", "paper")
+SEARCHES = {"random_asha": ("random", "asha"), "tpe_asha": ("tpe", "asha"), "tpe_noes": ("tpe", "none")}
+METHODS = (*FIXED, *SEARCHES)
+DATA_KEYS = {"dataset", "data_dir", "image_size", "backbone", "small_image_stem", "input_norm", "num_workers"}
+RETRAIN_SEED_OFFSET = 100
+STUDY = {"eval_every": 1, "linear_probe": False}
+
+
+def fixed_config(method: str, budget: int) -> dict[str, Any]:
+    if method == "lightly":
+        values = {k: v for k, v in load_space("lightly_example").fixed.items() if k not in DATA_KEYS}
+        return {**values, "max_epochs": budget}
+    paper = load_space("imagenet_resnet50").fixed
+    keep = ("optimizer", "lr_scaling", "crop_min_scale", "saturation", "hue", "grayscale_p", "blur")
+    keep += ("solarize_p", "channel_permute_p", "invert_p", "projector_hidden_dim", "projector_out_dim")
+    return {
+        **{k: paper[k] for k in (*keep, "predictor_hidden_dim")},
+        "tau_base": 0.996,
+        "learning_rate": 0.2,
+        "weight_decay": 1.5e-6,
+        "warmup_epochs": 0.01 * budget,  # the paper: 10 of 1000 epochs
+        "max_epochs": budget,
+    }
+
+
+class TuneEpochReport(L.Callback):
+    """Inside a Tune trial: ``tune.report`` each kNN evaluation as soon as the kNN callback makes it."""
+
+    def __init__(self) -> None:
+        self.reported = 0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from ray import tune
+
+        knn = next(c for c in trainer.callbacks if isinstance(c, KNNCallback))  # type: ignore[attr-defined]
+        if len(knn.history) > self.reported:
+            self.reported = len(knn.history)
+            tune.report({**knn.history[-1], "wall": time.time()})
+
+
+def study_trial(sample: dict[str, Any], space: SearchSpace, overrides: dict[str, Any], threads: int) -> None:
+    """One Tune trial of the study: the product's ``fit`` in this process, reporting every epoch."""
+    from ray import tune
+
+    torch.set_num_threads(threads)
+    config = space.make_config(sample, {**overrides, "output_dir": tune.get_context().get_trial_dir()})
+    fit(config, progress_bar=False, callbacks=[TuneEpochReport()])
+
+
+class TrialEpochBudget(Stopper):
+    """Tune stopper: ends the whole search once the trials together have reported ``budget`` epochs."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.seen = budget, 0
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.seen += 1
+        return False
+
+    def stop_all(self) -> bool:
+        return self.seen >= self.budget
+
+
+def run_fixed(method: str, seed: int, budget: int, workdir: Path) -> dict[str, Any]:
+    values = {
+        **fixed_config(method, budget),
+        **STUDY,
+        "seed": seed,
+        "output_dir": str(workdir),
+        "name": method,
+    }
+    result = fit(make_config(values), progress_bar=False)
+    history = [float(row[metrics.KNN_TOP1]) for row in result.history]
+    events = [{"trial": method, "epoch": i + 1, metrics.KNN_TOP1: v} for i, v in enumerate(history)]
+    trials = [{"trial": method, "params": values, "history": history}]
+    return {"events": events, "trials": trials}
+
+
+def run_search(method: str, seed: int, budget: int, workdir: Path, threads: int) -> dict[str, Any]:
+    from ray import tune
+
+    searcher, scheduler = SEARCHES[method]
+    space = load_space("default")
+    max_epochs, grace = space.budget["max_epochs"], space.budget["grace_period"]
+    settings = SearchSettings(
+        # as many trials as the budget holds when ASHA stops half of them at the grace period
+        num_samples=max(
+            1, budget * 2 // (grace + max_epochs) if scheduler == "asha" else budget // max_epochs
+        ),
+        max_epochs=max_epochs,
+        searcher=searcher,
+        scheduler=scheduler,
+        grace_period=grace,
+        reduction_factor=space.budget["reduction_factor"],
+        seed=seed,
+    )
+    overrides = {**trial_overrides(settings, STUDY), "name": "trial"}
+    trainable = tune.with_resources(
+        tune.with_parameters(study_trial, space=space, overrides=overrides, threads=threads), {"cpu": 1}
+    )
+    resources = Resources(workers=1, cpus_per_worker=1, driver_cpus=0)
+    tuner = build_tuner(
+        space,
+        settings,
+        resources,
+        overrides,
+        workdir,
+        method,
+        trainable=trainable,
+        stop=TrialEpochBudget(budget),
+    )
+    grid = tuner.fit()
+    rows, trials = [], []
+    for result in grid:
+        frame = result.metrics_dataframe
+        name = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+        if frame is None or metrics.KNN_TOP1 not in frame:
+            continue
+        frame = frame.sort_values("wall")
+        rows += [(r["wall"], name, int(r["epoch"]), float(r[metrics.KNN_TOP1])) for _, r in frame.iterrows()]
+        params = space.make_config(dict(result.config), overrides).model_dump()
+        trials.append(
+            {
+                "trial": name,
+                "params": params,
+                "sample": dict(result.config),
+                "history": [float(v) for v in frame[metrics.KNN_TOP1]],
+            }
+        )
+    rows.sort()
+    events = [{"trial": t, "epoch": e, metrics.KNN_TOP1: v} for _, t, e, v in rows[:budget]]
+    return {"events": events, "trials": trials, "settings": settings.__dict__}
+
+
+def retrain_best(run: dict[str, Any], seed: int, workdir: Path) -> dict[str, Any]:
+    """The best trial's config, trained again from scratch with another seed for the space's max epochs."""
+    best = max(run["events"], key=lambda e: e[metrics.KNN_TOP1])
+    params = next(t["params"] for t in run["trials"] if t["trial"] == best["trial"])
+    values = {**params, "seed": seed + RETRAIN_SEED_OFFSET, "output_dir": str(workdir), "name": "retrain"}
+    result = fit(make_config(values), progress_bar=False)
+    history = [float(row[metrics.KNN_TOP1]) for row in result.history]
+    return {"seed": values["seed"], "trial": best["trial"], "history": history, "best": max(history)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--budget", type=int, default=24, help="trial-epochs per method and seed")
+    parser.add_argument("--reverse", action="store_true", help="take the jobs last first (a second shell)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "search_quality"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="run folders (default: a temporary folder)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="search_quality_"))
+    if any(m in SEARCHES for m in args.methods):
+        init_ray(None, num_cpus=1)
+    jobs = [(seed, method) for seed in args.seeds for method in args.methods]
+    for seed, method in reversed(jobs) if args.reverse else jobs:
+        path = args.out / f"{method}-seed{seed}.json"
+        claim = path.with_suffix(".running")
+        try:
+            claim.touch(exist_ok=False)  # another process works on it, or a killed one did: delete to redo
+        except FileExistsError:
+            print(f"{claim}: taken, skipped", flush=True)
+            continue
+        try:
+            if path.exists():
+                print(f"{path}: done already, kept", flush=True)
+                continue
+            start = time.perf_counter()
+            where = workdir / f"{method}-seed{seed}"
+            if method in FIXED:
+                run = run_fixed(method, seed, args.budget, where)
+            else:
+                run = run_search(method, seed, args.budget, where, args.threads)
+            if method == "tpe_asha":
+                run["retrain"] = retrain_best(run, seed, where)
+            best = max(e[metrics.KNN_TOP1] for e in run["events"])
+            run.update(
+                method=method,
+                seed=seed,
+                budget=args.budget,
+                best=best,
+                machine=machine(torch.device("cpu")),
+                minutes=(time.perf_counter() - start) / 60,
+                threads=args.threads,
+            )
+            path.write_text(json.dumps(run, indent=1, default=str))
+            print(
+                f"{method} seed {seed}: best {metrics.KNN_TOP1} {best:.2f} "
+                f"in {len(run['events'])} trial-epochs, {run['minutes']:.1f} min",
+                flush=True,
+            )
+        finally:
+            claim.unlink()
+
+
+if __name__ == "__main__":
+    main()

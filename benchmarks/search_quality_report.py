@@ -1,0 +1,234 @@
+"""Markdown and PNG plots from ``search_quality.py``'s JSON files (one per method and seed).
+
+``make_results.py`` calls :func:`render` for RESULTS.md; run alone, it prints the section:
+``python benchmarks/search_quality_report.py [FOLDER]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+KNN = "knn_top1"
+METHOD_NAMES = {
+    "lightly": "lightly example settings (fixed)",
+    "paper": "BYOL paper settings, scaled (fixed)",
+    "random_asha": "random search + ASHA",
+    "tpe_asha": "TPE + ASHA (the default search)",
+    "tpe_noes": "TPE, no early stopping",
+}
+SEARCHED = "tpe_asha"
+TAU_BINS = ((0.0, 0.99), (0.99, 0.9961), (0.9961, 1.0))  # the paper: 0.99-0.996 best, 0.999 worse
+
+
+def load(folder: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*-seed*.json")):
+        run = json.loads(path.read_text())
+        runs.setdefault(run["method"], {})[run["seed"]] = run
+    return runs
+
+
+def best_so_far(run: dict[str, Any]) -> list[float]:
+    curve, best = [], -math.inf
+    for event in run["events"]:
+        best = max(best, event[KNN])
+        curve.append(best)
+    return curve
+
+
+def epochs_to_reach(run: dict[str, Any], target: float) -> int | None:
+    """Cumulative trial-epochs at which ``run``'s best-so-far first reaches ``target`` (None: never)."""
+    return next((i + 1 for i, v in enumerate(best_so_far(run)) if v >= target - 1e-9), None)
+
+
+def mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def summary_table(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    lines = [
+        f"| method | seeds | best {KNN} (mean ± sd) | per seed | trials | trial-epochs used "
+        "| minutes per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, name in METHOD_NAMES.items():
+        if method not in runs:
+            continue
+        seeds = sorted(runs[method])
+        bests = [runs[method][s]["best"] for s in seeds]
+        trials = [len(runs[method][s]["trials"]) for s in seeds]
+        used = [len(runs[method][s]["events"]) for s in seeds]
+        minutes = [runs[method][s]["minutes"] for s in seeds]
+        lines.append(
+            f"| {name} | {len(seeds)} | {mean_sd(bests)} | {', '.join(f'{b:.1f}' for b in bests)} | "
+            f"{', '.join(map(str, trials))} | {', '.join(map(str, used))} | {statistics.mean(minutes):.1f} |"
+        )
+    return lines
+
+
+def goals(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    lines = []
+    searched, lightly, random = runs.get(SEARCHED, {}), runs.get("lightly", {}), runs.get("random_asha", {})
+    if searched and lightly:
+        lead = statistics.mean(r["best"] for r in searched.values()) - statistics.mean(
+            r["best"] for r in lightly.values()
+        )
+        per_seed = [searched[s]["best"] - lightly[s]["best"] for s in sorted(searched) if s in lightly]
+        lines.append(
+            f"- Searched best vs lightly's settings at equal trial-epochs: **{lead:+.1f}** points "
+            "on the mean "
+            f"(per seed {', '.join(f'{d:+.1f}' for d in per_seed)}); goal >= +5: "
+            f"**{'MET' if lead >= 5 else 'MISSED'}**."
+        )
+    if searched and random:
+        reached = []
+        for seed in sorted(set(searched) & set(random)):
+            target = random[seed]["best"]
+            at = epochs_to_reach(searched[seed], target)
+            used = len(random[seed]["events"])
+            reached.append(
+                f"seed {seed}: random's {target:.1f} after {used} trial-epochs, TPE+ASHA "
+                + (f"after {at}" if at is not None else "never")
+            )
+        ok = all(
+            (at := epochs_to_reach(searched[s], random[s]["best"])) is not None
+            and at <= len(random[s]["events"]) / 2
+            for s in set(searched) & set(random)
+        )
+        lines.append(
+            f"- TPE + ASHA reaching random search's final best in <= half the trial-epochs: "
+            f"**{'MET' if ok else 'MISSED'}** ({'; '.join(reached)})."
+        )
+    retrains = [r["retrain"] for r in searched.values() if "retrain" in r]
+    if retrains and lightly:
+        base = statistics.mean(r["best"] for r in lightly.values())
+        leads = [r["best"] - base for r in retrains]
+        values = ", ".join(f"{r['best']:.1f}" for r in retrains)
+        lines.append(
+            "- The best TPE + ASHA config retrained from scratch with another seed (space's max_epochs): "
+            f"{values}, i.e. {', '.join(f'{d:+.1f}' for d in leads)} "
+            f"over lightly's mean: lead kept (>= +5) in {sum(d >= 5 for d in leads)} of {len(leads)}."
+        )
+    return lines
+
+
+def search_trials(
+    runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int
+) -> list[tuple[float, float, float]]:
+    """(tau_base, learning_rate, knn at ``at_epoch``) of every search trial that reached that epoch."""
+    points = []
+    for method, by_seed in runs.items():
+        if method in ("lightly", "paper"):
+            continue
+        for run in by_seed.values():
+            for trial in run["trials"]:
+                if len(trial["history"]) >= at_epoch:
+                    p = trial["params"]
+                    points.append((p["tau_base"], p["learning_rate"], trial["history"][at_epoch - 1]))
+    return points
+
+
+def sensitivity(points: list[tuple[float, float, float]], at_epoch: int) -> list[str]:
+    cells = []
+    for low, high in TAU_BINS:
+        inside = [k for tau, _, k in points if low <= tau < high]
+        label = (
+            f"tau < {high}"
+            if low == 0
+            else (f"tau >= {low:.4g}" if high == 1 else f"{low} <= tau < {high:.4g}")
+        )
+        cells.append(
+            f"{label}: {mean_sd(inside)} ({len(inside)} trials)" if inside else f"{label}: no trials"
+        )
+    return [f"- Sensitivity ({KNN} at epoch {at_epoch}, every search trial): " + "; ".join(cells) + "."]
+
+
+def plot_curves(runs: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for method, name in METHOD_NAMES.items():
+        if method not in runs:
+            continue
+        curves = [best_so_far(r) for r in runs[method].values()]
+        n = min(len(c) for c in curves)
+        xs = range(1, n + 1)
+        mean = [statistics.mean(c[i] for c in curves) for i in range(n)]
+        ax.plot(xs, mean, label=name)
+        ax.fill_between(
+            xs,
+            [min(c[i] for c in curves) for i in range(n)],
+            [max(c[i] for c in curves) for i in range(n)],
+            alpha=0.15,
+        )
+    ax.set(
+        xlabel="cumulative trial-epochs",
+        ylabel=f"best {KNN} so far",
+        title="Search quality (mean, min-max over seeds)",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_sensitivity(points: list[tuple[float, float, float]], at_epoch: int, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    taus, lrs, knns = zip(*points, strict=True)
+    axes[0].scatter([1 - t for t in taus], knns, s=14)
+    axes[0].set(xscale="log", xlabel="1 - tau_base (log)", ylabel=f"{KNN} at epoch {at_epoch}")
+    for tau in (0.99, 0.996, 0.999):
+        axes[0].axvline(1 - tau, color="grey", lw=0.6, ls="--")
+    axes[1].scatter(lrs, knns, s=14)
+    axes[1].set(xscale="log", xlabel="learning_rate (log)")
+    fig.suptitle("Sensitivity over all search trials (dashed: tau 0.99, 0.996, 0.999)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def render(folder: Path, image_dir: Path) -> list[str]:
+    runs = load(folder)
+    if not runs:
+        return [f"Not measured yet: `python benchmarks/search_quality.py` (writes {folder.name}/)."]
+    any_run = next(iter(next(iter(runs.values())).values()))
+    at_epoch = 2
+    points = search_trials(runs, at_epoch)
+    lines = [
+        f"Embedded shapes, small CNN, {any_run['budget']} trial-epochs per method and seed, "
+        f"{any_run['threads']} torch thread(s) per process. "
+        "Each fixed config is one run of that many epochs.",
+        "",
+        *summary_table(runs),
+        "",
+        *goals(runs),
+        *(sensitivity(points, at_epoch) if points else []),
+        "",
+    ]
+    curves = plot_curves(runs, image_dir / "search_quality_curves.png")
+    lines += [f"![best so far against trial-epochs]({curves.relative_to(image_dir.parent).as_posix()})", ""]
+    if points:
+        sens = plot_sensitivity(points, at_epoch, image_dir / "search_quality_sensitivity.png")
+        lines += [
+            f"![sensitivity to tau and learning rate]({sens.relative_to(image_dir.parent).as_posix()})",
+            "",
+        ]
+    return lines
+
+
+if __name__ == "__main__":
+    here = Path(__file__).resolve().parent
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "results" / "search_quality"
+    print("\n".join(render(folder, here / "results")))

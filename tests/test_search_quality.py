@@ -1,0 +1,88 @@
+"""The search-quality study's bookkeeping (budget stop, best-so-far curves, goal lines) on hand-made runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import search_quality
+import search_quality_report as report
+
+
+def run(method: str, seed: int, knns: list[float], trials: list[str] | None = None) -> dict:
+    trials = trials or ["t0"] * len(knns)
+    events = [
+        {"trial": t, "epoch": i + 1, "knn_top1": k} for i, (t, k) in enumerate(zip(trials, knns, strict=True))
+    ]
+    histories: dict[str, list[float]] = {}
+    for t, k in zip(trials, knns, strict=True):
+        histories.setdefault(t, []).append(k)
+    params = {"tau_base": 0.99, "learning_rate": 1e-3}
+    return {
+        "method": method,
+        "seed": seed,
+        "budget": len(knns),
+        "threads": 1,
+        "minutes": 1.0,
+        "best": max(knns),
+        "events": events,
+        "trials": [{"trial": t, "params": params, "history": h} for t, h in histories.items()],
+    }
+
+
+def test_budget_stopper_stops_all_at_the_budget() -> None:
+    stop = search_quality.TrialEpochBudget(3)
+    flags = []
+    for i in range(4):
+        assert stop(f"t{i % 2}", {"epoch": i}) is False  # never one trial alone: the whole search ends
+        flags.append(stop.stop_all())
+    assert flags == [False, False, True, True]
+
+
+def test_best_so_far_and_epochs_to_reach() -> None:
+    r = run("tpe_asha", 0, [10.0, 30.0, 20.0, 40.0])
+    assert report.best_so_far(r) == [10.0, 30.0, 30.0, 40.0]
+    assert report.epochs_to_reach(r, 30.0) == 2
+    assert report.epochs_to_reach(r, 40.0) == 4
+    assert report.epochs_to_reach(r, 40.5) is None
+
+
+def test_goal_lines_from_runs() -> None:
+    runs = {
+        "lightly": {0: run("lightly", 0, [20.0, 21.0, 22.0, 22.0])},
+        "random_asha": {0: run("random_asha", 0, [15.0, 25.0, 26.0, 27.0])},
+        "tpe_asha": {0: {**run("tpe_asha", 0, [28.0, 29.0, 30.0, 31.0]), "retrain": {"best": 26.5}}},
+    }
+    lines = report.goals(runs)
+    assert lines[0].startswith("- Searched best vs lightly's settings at equal trial-epochs: **+9.0** points")
+    assert "**MET**" in lines[0]
+    # TPE+ASHA passes random's 27.0 at its first epoch: 1 <= 4 / 2
+    assert "**MET**" in lines[1] and "TPE+ASHA after 1" in lines[1]
+    assert lines[2].endswith("26.5, i.e. +4.5 over lightly's mean: lead kept (>= +5) in 0 of 1.")
+    runs["tpe_asha"][0] = run("tpe_asha", 0, [10.0, 20.0, 26.0, 27.0])  # reaches 27.0 only at epoch 4
+    assert "**MISSED**" in report.goals(runs)[1]
+
+
+def test_render_writes_table_and_plots(tmp_path: Path) -> None:
+    folder = tmp_path / "results" / "search_quality"
+    folder.mkdir(parents=True)
+    for r in (run("lightly", 0, [20.0, 22.0]), run("tpe_noes", 0, [18.0, 24.0], ["a", "b"])):
+        (folder / f"{r['method']}-seed0.json").write_text(json.dumps(r))
+    lines = report.render(folder, tmp_path / "results")
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[1] == "| lightly example settings (fixed) | 1 | 22.0 | 22.0 | 1 | 2 | 1.0 |"
+    assert table[2] == "| TPE, no early stopping | 1 | 24.0 | 24.0 | 2 | 2 | 1.0 |"
+    # epoch-2 sensitivity needs a trial with two epochs: none of the search trials here has one
+    assert not any(line.startswith("- Sensitivity") for line in lines)
+    assert (tmp_path / "results" / "search_quality_curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("method", search_quality.FIXED)
+def test_fixed_configs_are_valid_configs(method: str) -> None:
+    config = search_quality.make_config({**search_quality.fixed_config(method, 24), **search_quality.STUDY})
+    assert config.max_epochs == 24 and config.dataset == "shapes" and config.backbone == "small_cnn"
+    if method == "lightly":
+        assert (config.optimizer, config.learning_rate, config.batch_size) == ("sgd", 0.06, 256)
+    else:
+        assert (config.optimizer, config.tau_base, config.warmup_epochs) == ("lars", 0.996, 0.24)
