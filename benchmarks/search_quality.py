@@ -97,14 +97,15 @@ class TrialEpochBudget(Stopper):
     """Tune stopper: ends the whole search once the trials together have reported ``budget`` epochs."""
 
     def __init__(self, budget: int) -> None:
-        self.budget, self.seen = budget, 0
+        self.budget = budget
+        self.epochs: dict[str, int] = {}  # per trial: the last epoch reported (a trial's end repeats it)
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        self.seen += 1
+        self.epochs[trial_id] = max(self.epochs.get(trial_id, 0), int(result.get("epoch", 0)))
         return False
 
     def stop_all(self) -> bool:
-        return self.seen >= self.budget
+        return sum(self.epochs.values()) >= self.budget
 
 
 def run_fixed(method: str, seed: int, budget: int, workdir: Path) -> dict[str, Any]:
@@ -129,10 +130,8 @@ def run_search(method: str, seed: int, budget: int, workdir: Path, threads: int)
     space = load_space("default")
     max_epochs, grace = space.budget["max_epochs"], space.budget["grace_period"]
     settings = SearchSettings(
-        # as many trials as the budget holds when ASHA stops half of them at the grace period
-        num_samples=max(
-            1, budget * 2 // (grace + max_epochs) if scheduler == "asha" else budget // max_epochs
-        ),
+        # with ASHA, the product's default number of trials; without, as many full trials as the budget holds
+        num_samples=space.budget["num_samples"] if scheduler == "asha" else max(1, budget // max_epochs),
         max_epochs=max_epochs,
         searcher=searcher,
         scheduler=scheduler,

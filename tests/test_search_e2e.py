@@ -46,6 +46,7 @@ def test_search_cli_end_to_end(tmp_path: Path) -> None:
     proc = run_module("byol_tune.search", *_search_args(space, tmp_path), cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout and "ray get-auth-token" in proc.stdout
+    assert "in the trial process" in proc.stdout  # one worker: no TorchTrainer, two processes fewer
     experiment = tmp_path / "runs" / "tiny"
     for name in (
         "best_config.yaml",
@@ -82,6 +83,32 @@ def test_search_cli_end_to_end(tmp_path: Path) -> None:
     state = torch.load(final / "backbone.pt", weights_only=True)
     assert state.keys() == load_backbone_state(final / "backbone.pt").keys()
     assert "knn_top1" in (final / "metrics.json").read_text()
+
+
+@pytest.mark.slow
+def test_search_through_torch_trainer(tmp_path: Path) -> None:
+    """``--runner train``: each trial is a Ray Train TorchTrainer run, reported to Tune the same way."""
+    space = tmp_path / "tiny.yaml"
+    space.write_text(
+        SPACE.replace("num_samples: 4", "num_samples: 2").replace("max_epochs: 4", "max_epochs: 2")
+    )
+    args = [*_search_args(space, tmp_path), "--runner", "train"]
+    proc = run_module("byol_tune.search", *args, cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Ray Train TorchTrainer" in proc.stdout
+    rows = list(csv.DictReader((tmp_path / "runs" / "tiny" / "trials.csv").open()))
+    assert len(rows) == 2 and all(int(row["epochs_run"]) >= 1 for row in rows)
+    trial_dirs = [d for d in (tmp_path / "runs" / "tiny").iterdir() if d.name.startswith("train_driver_fn")]
+    assert all((d / "train").is_dir() for d in trial_dirs)  # the TorchTrainer's run inside each trial
+
+
+def test_in_trial_runner_needs_one_worker(tmp_path: Path) -> None:
+    args = ("--runner", "trial", "--workers-per-trial", "2", "--storage-path", str(tmp_path / "runs"))
+    proc = run_module("byol_tune.search", *args, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        "--runner trial: trains one worker in the trial's process; got --workers-per-trial 2" in proc.stderr
+    )
 
 
 @pytest.mark.slow

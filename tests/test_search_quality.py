@@ -31,13 +31,14 @@ def run(method: str, seed: int, knns: list[float], trials: list[str] | None = No
     }
 
 
-def test_budget_stopper_stops_all_at_the_budget() -> None:
-    stop = search_quality.TrialEpochBudget(3)
+def test_budget_stopper_counts_epochs_not_results() -> None:
+    stop = search_quality.TrialEpochBudget(5)
     flags = []
-    for i in range(4):
-        assert stop(f"t{i % 2}", {"epoch": i}) is False  # never one trial alone: the whole search ends
+    # trial a reports epochs 1, 2 and then its end (epoch 2 again); trial b reports epochs 1, 2, 3
+    for trial, epoch in (("a", 1), ("a", 2), ("a", 2), ("b", 1), ("b", 2), ("b", 3)):
+        assert stop(trial, {"epoch": epoch}) is False  # never one trial alone: the whole search ends
         flags.append(stop.stop_all())
-    assert flags == [False, False, True, True]
+    assert flags == [False, False, False, False, False, True]
 
 
 def test_best_so_far_and_epochs_to_reach() -> None:

@@ -37,9 +37,10 @@ STATE_FILE = "byol_search.yaml"  # what --resume needs to rebuild the same searc
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m byol_tune.search",
-        description="Search BYOL hyperparameters with Ray Tune (Optuna TPE + ASHA); each trial is a Ray "
-        "Train TorchTrainer. With no arguments: the embedded shapes data and search_spaces/default.yaml, "
-        "sized to finish in about 10 minutes on 2 CPU cores.",
+        description="Search BYOL hyperparameters with Ray Tune (Optuna TPE + ASHA). A one-worker trial "
+        "trains in its own process; a multi-worker trial is a Ray Train TorchTrainer (DDP). With no "
+        "arguments: the embedded shapes data and search_spaces/default.yaml, sized to finish in about "
+        "10 minutes on 2 CPU cores.",
     )
     p.add_argument(
         "--space", default="default", help=f"search space file or name ({', '.join(space_names())})"
@@ -55,6 +56,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers (DDP ranks) per trial")
     p.add_argument(
         "--cpus-per-worker", type=float, default=None, help="CPUs per worker (default: fits the cluster)"
+    )
+    p.add_argument(
+        "--runner",
+        choices=["auto", "trial", "train"],
+        default="auto",
+        help="trial: train in the Tune trial's process (1 worker, least overhead); train: a Ray Train "
+        "TorchTrainer per trial; auto: trial for 1 worker, else train",
     )
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (0: CPU training)")
     p.add_argument("--max-concurrent", type=int, help="trials running at once (default: the space's, or 1)")
@@ -151,13 +159,14 @@ def _run(
     print(
         f"search: {settings.num_samples} trials x <= {settings.max_epochs} epochs, {settings.searcher} + "
         f"{settings.scheduler}, objective {settings.objective}; {resources.workers} worker(s) x "
-        f"{resources.cpus_per_worker:g} CPU per trial",
+        f"{resources.cpus_per_worker:g} CPU per trial, "
+        f"{'in the trial process' if resources.in_trial else 'Ray Train TorchTrainer'}",
         flush=True,
     )
     if args.resume:
         tuner = tune.Tuner.restore(
             str(experiment),
-            trainable=make_trainable(space, overrides, resources, settings.objective),
+            trainable=make_trainable(space, overrides, resources, settings.objective, experiment),
             resume_unfinished=True,
             resume_errored=True,
         )
@@ -211,7 +220,11 @@ def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: 
     if args.gpus_per_worker < 0:
         raise ConfigError(f"--gpus-per-worker: must be >= 0, got {args.gpus_per_worker}")
     return Resources(
-        workers=workers, cpus_per_worker=cpus, gpus_per_worker=args.gpus_per_worker, driver_cpus=driver
+        workers=workers,
+        cpus_per_worker=cpus,
+        gpus_per_worker=args.gpus_per_worker,
+        driver_cpus=driver,
+        in_trial=args.runner == "trial" or (args.runner == "auto" and workers == 1),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config
-from byol_tune.core.build import build_run, hparams
+from byol_tune.core.build import RunParts, build_run, hparams
 from byol_tune.core.knn_callback import KNNCallback
 from byol_tune.errors import ConfigError, reason
 
@@ -32,6 +33,14 @@ class Resources:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     driver_cpus: float = 0.1
+    in_trial: bool = False  # train in the Tune trial's own process instead of a TorchTrainer (1 worker)
+
+    def __post_init__(self) -> None:
+        if self.in_trial and self.workers != 1:
+            raise ConfigError(
+                f"--runner trial: trains one worker in the trial's process; got --workers-per-trial "
+                f"{self.workers} (use --runner train for DDP over several workers)"
+            )
 
     @property
     def use_gpu(self) -> bool:
@@ -45,24 +54,65 @@ class Resources:
 
 
 class ReportEvaluations(L.Callback):
-    """After each kNN evaluation: save a checkpoint and ``ray.train.report`` the metrics with it."""
+    """After each kNN evaluation: save a checkpoint and report the metrics with it.
 
-    def __init__(self, knn: KNNCallback) -> None:
-        self.knn = knn
+    ``report`` is ``ray.train.report`` on Train workers and ``ray.tune.report`` in a trial that trains
+    in its own process; ``checkpoint_cls`` is the matching ``Checkpoint`` class.
+    """
+
+    def __init__(self, knn: KNNCallback, report: Callable[..., None], checkpoint_cls: Any) -> None:
+        self.knn, self.report, self.checkpoint_cls = knn, report, checkpoint_cls
         self.reported = 0
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if len(self.knn.history) == self.reported:
             return
         self.reported = len(self.knn.history)
-        import ray.train
-
         row = {k: float(v) for k, v in self.knn.history[-1].items()}
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / CHECKPOINT_NAME
             trainer.save_checkpoint(path)  # collective under DDP; rank 0 writes the file
-            checkpoint = ray.train.Checkpoint.from_directory(tmp) if trainer.is_global_zero else None
-            ray.train.report(row, checkpoint=checkpoint)
+            checkpoint = self.checkpoint_cls.from_directory(tmp) if trainer.is_global_zero else None
+            self.report(row, checkpoint=checkpoint)
+
+
+def lightning_trainer(
+    config: BYOLConfig, parts: RunParts, callbacks: list[L.Callback], logger: Any, **kwargs: Any
+) -> L.Trainer:
+    """The Lightning Trainer of a Ray run (Train worker or in-trial): Ray reports, no own checkpoints."""
+    return L.Trainer(
+        max_epochs=config.max_epochs,
+        precision=config.precision,  # type: ignore[arg-type]
+        accumulate_grad_batches=config.accumulate_grad_batches,
+        sync_batchnorm=config.sync_batchnorm,
+        callbacks=[parts.knn, *callbacks],
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        log_every_n_steps=min(50, max(1, len(parts.splits.train) // config.batch_size)),  # type: ignore[arg-type]
+        **kwargs,
+    )
+
+
+def restore_path(checkpoint: Any) -> str | None:
+    """A local copy of a reported checkpoint's file, to resume from (None: start fresh)."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        local = Path(tempfile.mkdtemp()) / CHECKPOINT_NAME
+        local.write_bytes((Path(folder) / CHECKPOINT_NAME).read_bytes())
+    return str(local)
+
+
+def tensorboard(log_dir: str | None, config: BYOLConfig) -> Any:
+    if not log_dir:
+        return False
+    logger = TensorBoardLogger(save_dir=log_dir, name="tensorboard", version="")
+    logger.log_hyperparams(hparams(config))
+    return logger
 
 
 def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
@@ -77,38 +127,41 @@ def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
     config = make_config(train_loop_config["config"])
     L.seed_everything(config.seed, workers=True, verbose=False)
     parts = build_run(config)
-    log_dir = train_loop_config.get("log_dir")
-    logger: Any = False
-    if log_dir and ray.train.get_context().get_world_rank() == 0:
-        logger = TensorBoardLogger(save_dir=log_dir, name="tensorboard", version="")
-        logger.log_hyperparams(hparams(config))
-    trainer = L.Trainer(
-        max_epochs=config.max_epochs,
+    rank0 = ray.train.get_context().get_world_rank() == 0
+    report = ReportEvaluations(parts.knn, ray.train.report, ray.train.Checkpoint)
+    trainer = lightning_trainer(
+        config,
+        parts,
+        [report, *train_loop_config.get("callbacks", [])],
+        tensorboard(train_loop_config.get("log_dir") if rank0 else None, config),
         accelerator="gpu" if train_loop_config.get("use_gpu") else "cpu",
         devices="auto",
         strategy=RayDDPStrategy(),
         plugins=[RayLightningEnvironment()],
-        precision=config.precision,  # type: ignore[arg-type]
-        accumulate_grad_batches=config.accumulate_grad_batches,
-        sync_batchnorm=config.sync_batchnorm,
-        callbacks=[parts.knn, ReportEvaluations(parts.knn), *train_loop_config.get("callbacks", [])],
-        logger=logger,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        log_every_n_steps=min(50, max(1, len(parts.splits.train) // config.batch_size)),  # type: ignore[arg-type]
     )
     trainer = prepare_trainer(trainer)
-    ckpt_path = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:  # resuming: continue from the last reported evaluation
-        with checkpoint.as_directory() as folder:
-            local = Path(tempfile.mkdtemp()) / CHECKPOINT_NAME
-            local.write_bytes((Path(folder) / CHECKPOINT_NAME).read_bytes())
-            ckpt_path = str(local)
+    ckpt_path = restore_path(ray.train.get_checkpoint())  # resuming: from the last reported evaluation
     trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path)
+
+
+def train_in_trial(config: BYOLConfig, log_dir: str, use_gpu: bool) -> None:
+    """One worker's run inside the Tune trial's own process: no Train controller and no worker actor,
+    which saves two Python processes (each importing torch, Lightning and Ray) per trial.
+    """
+    from ray import tune
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    parts = build_run(config)
+    report = ReportEvaluations(parts.knn, tune.report, tune.Checkpoint)
+    trainer = lightning_trainer(
+        config,
+        parts,
+        [report],
+        tensorboard(log_dir, config),
+        accelerator="gpu" if use_gpu else "cpu",
+        devices=1,
+    )
+    trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=restore_path(tune.get_checkpoint()))
 
 
 def make_torch_trainer(

@@ -11,7 +11,7 @@ from typing import Any
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig
 from byol_tune.errors import ConfigError
-from byol_tune.search.ray_train import Resources, make_torch_trainer
+from byol_tune.search.ray_train import Resources, make_torch_trainer, train_in_trial
 from byol_tune.search.space import SearchSpace
 
 TRIAL_RUN_NAME = "train"  # the TorchTrainer run inside each trial's folder
@@ -72,13 +72,20 @@ def train_driver_fn(
     overrides: dict[str, Any],
     resources: Resources,
     objective: str,
+    experiment: str | None = None,
 ) -> None:
-    """Runs once per Tune trial: builds the trial's TorchTrainer and forwards its reports to Tune."""
+    """Runs once per Tune trial: trains in this process (``resources.in_trial``), or builds the trial's
+    TorchTrainer and forwards its reports to Tune."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     config = space.make_config(sample, overrides)
     trial_dir = Path(tune.get_context().get_trial_dir()).resolve()
+    if resources.in_trial:
+        # TensorBoard straight into the experiment: a reused trial process's own folder is not synced there
+        log_dir = Path(experiment) / trial_dir.name if experiment else trial_dir
+        train_in_trial(config, str(log_dir), resources.use_gpu)
+        return
     trainer = make_torch_trainer(
         config,
         resources,
@@ -135,7 +142,7 @@ def build_tuner(
         else FIFOScheduler()
     )
     return tune.Tuner(
-        trainable or make_trainable(space, overrides, resources, settings.objective),
+        trainable or make_trainable(space, overrides, resources, settings.objective, storage_path / name),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=settings.objective,
@@ -143,7 +150,9 @@ def build_tuner(
             search_alg=search_alg,
             scheduler=scheduler,
             num_samples=settings.num_samples,
-            reuse_actors=False,  # actor reuse breaks trials that follow an ASHA stop
+            # in-trial runs reuse the trial's process (its imports); a TorchTrainer driver reused after
+            # an ASHA stop breaks the next trial
+            reuse_actors=resources.in_trial,
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -156,14 +165,24 @@ def build_tuner(
 
 
 def make_trainable(
-    space: SearchSpace, overrides: dict[str, Any], resources: Resources, objective: str
+    space: SearchSpace, overrides: dict[str, Any], resources: Resources, objective: str, experiment: Path
 ) -> Any:
-    """The Tune trainable: the driver with its constants bound and a fractional CPU reserved."""
+    """The Tune trainable: the driver with its constants bound. It reserves the whole trial's CPUs and
+    GPUs when it trains in its own process, else a fraction of a CPU beside the TorchTrainer's workers."""
     from ray import tune
 
     bound = tune.with_parameters(
-        train_driver_fn, space=space, overrides=overrides, resources=resources, objective=objective
+        train_driver_fn,
+        space=space,
+        overrides=overrides,
+        resources=resources,
+        objective=objective,
+        experiment=str(experiment),
     )
+    if resources.in_trial:
+        return tune.with_resources(
+            bound, {"cpu": resources.cpus_per_trial(), "gpu": resources.gpus_per_trial()}
+        )
     return tune.with_resources(bound, {"cpu": resources.driver_cpus})
 
 
