@@ -9,17 +9,15 @@ On the embedded shapes data, per seed, each method spends the same ``--budget`` 
   weight decay 1.5e-6, heads 4096-256 / 4096, warm-up 1% of training, the paper's augmentations.
 - ``random_asha``, ``tpe_asha``, ``tpe_noes``: the product's search (``build_tuner``: Optuna TPE or random,
   ASHA or none) over ``search_spaces/default.yaml``, stopped when the trial-epochs reach the budget.
-  Trials train in process in the Tune trial (no TorchTrainer), so Ray's per-trial overhead costs no
-  trial-epochs and little time; the model, data and evaluation are the product's ``fit``.
+  Trials run as the product's one-worker trials do (``--runner trial``: in the Tune trial's process).
 
 Every evaluation (one per epoch) is an event; the curve is best-so-far ``knn_top1`` against cumulative
 trial-epochs. The best ``tpe_asha`` config is retrained with another seed. One JSON per (method, seed) goes
 to ``--out`` as soon as it is done, so a run can be split over processes and resumed (done files are kept).
 ``make_results.py`` turns the folder into a table and plots in RESULTS.md.
 
-Run: ``python benchmarks/search_quality.py --seeds 0 1 2`` (about 1.5 h on 2 CPU cores; split it with
-the same command in a second shell with ``--reverse``, both with
-``--threads 1`` each).
+Run: ``python benchmarks/search_quality.py --seeds 0 1 2`` (about 1.5 h on 2 CPU cores). To use both
+cores, run it in two shells with ``--threads 1``, the second with ``--reverse``.
 """
 
 from __future__ import annotations
@@ -31,17 +29,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from benchutil import machine
 from ray.tune import Stopper
 
 from byol_tune import metrics
 from byol_tune.config import make_config
-from byol_tune.core.fit import fit
-from byol_tune.core.knn_callback import KNNCallback
+from byol_tune.core.fit import FitResult, fit
 from byol_tune.search.ray_train import Resources, init_ray
-from byol_tune.search.space import SearchSpace, load_space
+from byol_tune.search.space import load_space
 from byol_tune.search.tuner import SearchSettings, build_tuner, trial_overrides
 
 FIXED = ("lightly", "paper")
@@ -69,30 +65,6 @@ def fixed_config(method: str, budget: int) -> dict[str, Any]:
     }
 
 
-class TuneEpochReport(L.Callback):
-    """Inside a Tune trial: ``tune.report`` each kNN evaluation as soon as the kNN callback makes it."""
-
-    def __init__(self) -> None:
-        self.reported = 0
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from ray import tune
-
-        knn = next(c for c in trainer.callbacks if isinstance(c, KNNCallback))  # type: ignore[attr-defined]
-        if len(knn.history) > self.reported:
-            self.reported = len(knn.history)
-            tune.report({**knn.history[-1], "wall": time.time()})
-
-
-def study_trial(sample: dict[str, Any], space: SearchSpace, overrides: dict[str, Any], threads: int) -> None:
-    """One Tune trial of the study: the product's ``fit`` in this process, reporting every epoch."""
-    from ray import tune
-
-    torch.set_num_threads(threads)
-    config = space.make_config(sample, {**overrides, "output_dir": tune.get_context().get_trial_dir()})
-    fit(config, progress_bar=False, callbacks=[TuneEpochReport()])
-
-
 class TrialEpochBudget(Stopper):
     """Tune stopper: ends the whole search once the trials together have reported ``budget`` epochs."""
 
@@ -108,6 +80,10 @@ class TrialEpochBudget(Stopper):
         return sum(self.epochs.values()) >= self.budget
 
 
+def knn_history(result: FitResult) -> list[float]:
+    return [float(row[metrics.KNN_TOP1]) for row in result.history]
+
+
 def run_fixed(method: str, seed: int, budget: int, workdir: Path) -> dict[str, Any]:
     values = {
         **fixed_config(method, budget),
@@ -116,15 +92,13 @@ def run_fixed(method: str, seed: int, budget: int, workdir: Path) -> dict[str, A
         "output_dir": str(workdir),
         "name": method,
     }
-    result = fit(make_config(values), progress_bar=False)
-    history = [float(row[metrics.KNN_TOP1]) for row in result.history]
+    history = knn_history(fit(make_config(values), progress_bar=False))
     events = [{"trial": method, "epoch": i + 1, metrics.KNN_TOP1: v} for i, v in enumerate(history)]
     trials = [{"trial": method, "params": values, "history": history}]
     return {"events": events, "trials": trials}
 
 
 def run_search(method: str, seed: int, budget: int, workdir: Path, threads: int) -> dict[str, Any]:
-    from ray import tune
 
     searcher, scheduler = SEARCHES[method]
     space = load_space("default")
@@ -139,41 +113,27 @@ def run_search(method: str, seed: int, budget: int, workdir: Path, threads: int)
         reduction_factor=space.budget["reduction_factor"],
         seed=seed,
     )
-    overrides = {**trial_overrides(settings, STUDY), "name": "trial"}
-    trainable = tune.with_resources(
-        tune.with_parameters(study_trial, space=space, overrides=overrides, threads=threads), {"cpu": 1}
-    )
-    resources = Resources(workers=1, cpus_per_worker=1, driver_cpus=0)
-    tuner = build_tuner(
-        space,
-        settings,
-        resources,
-        overrides,
-        workdir,
-        method,
-        trainable=trainable,
-        stop=TrialEpochBudget(budget),
-    )
-    grid = tuner.fit()
-    rows, trials = [], []
-    for result in grid:
+    overrides = trial_overrides(settings, STUDY)
+    resources = Resources(workers=1, cpus_per_worker=threads, driver_cpus=0, in_trial=True)
+    tuner = build_tuner(space, settings, resources, overrides, workdir, method, stop=TrialEpochBudget(budget))
+    started, trials = [], []
+    for result in tuner.fit():
         frame = result.metrics_dataframe
-        name = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
         if frame is None or metrics.KNN_TOP1 not in frame:
             continue
-        frame = frame.sort_values("wall")
-        rows += [(r["wall"], name, int(r["epoch"]), float(r[metrics.KNN_TOP1])) for _, r in frame.iterrows()]
+        name = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+        frame = frame.sort_values("epoch")
+        history = [float(v) for v in frame[metrics.KNN_TOP1]]
         params = space.make_config(dict(result.config), overrides).model_dump()
-        trials.append(
-            {
-                "trial": name,
-                "params": params,
-                "sample": dict(result.config),
-                "history": [float(v) for v in frame[metrics.KNN_TOP1]],
-            }
-        )
-    rows.sort()
-    events = [{"trial": t, "epoch": e, metrics.KNN_TOP1: v} for _, t, e, v in rows[:budget]]
+        started.append(float(frame["timestamp"].min()))
+        trials.append({"trial": name, "params": params, "sample": dict(result.config), "history": history})
+    trials = [t for _, t in sorted(zip(started, trials, strict=True), key=lambda pair: pair[0])]
+    # one trial at a time (max_concurrent 1): the events are each trial's epochs, trial after trial
+    events = [
+        {"trial": t["trial"], "epoch": e + 1, metrics.KNN_TOP1: v}
+        for t in trials
+        for e, v in enumerate(t["history"])
+    ][:budget]
     return {"events": events, "trials": trials, "settings": settings.__dict__}
 
 
@@ -182,8 +142,7 @@ def retrain_best(run: dict[str, Any], seed: int, workdir: Path) -> dict[str, Any
     best = max(run["events"], key=lambda e: e[metrics.KNN_TOP1])
     params = next(t["params"] for t in run["trials"] if t["trial"] == best["trial"])
     values = {**params, "seed": seed + RETRAIN_SEED_OFFSET, "output_dir": str(workdir), "name": "retrain"}
-    result = fit(make_config(values), progress_bar=False)
-    history = [float(row[metrics.KNN_TOP1]) for row in result.history]
+    history = knn_history(fit(make_config(values), progress_bar=False))
     return {"seed": values["seed"], "trial": best["trial"], "history": history, "best": max(history)}
 
 
@@ -205,7 +164,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="search_quality_"))
     if any(m in SEARCHES for m in args.methods):
-        init_ray(None, num_cpus=1)
+        init_ray(None, num_cpus=args.threads)
     jobs = [(seed, method) for seed in args.seeds for method in args.methods]
     for seed, method in reversed(jobs) if args.reverse else jobs:
         path = args.out / f"{method}-seed{seed}.json"

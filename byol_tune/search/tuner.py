@@ -72,7 +72,7 @@ def train_driver_fn(
     overrides: dict[str, Any],
     resources: Resources,
     objective: str,
-    experiment: str | None = None,
+    experiment: str,
 ) -> None:
     """Runs once per Tune trial: trains in this process (``resources.in_trial``), or builds the trial's
     TorchTrainer and forwards its reports to Tune."""
@@ -83,8 +83,7 @@ def train_driver_fn(
     trial_dir = Path(tune.get_context().get_trial_dir()).resolve()
     if resources.in_trial:
         # TensorBoard straight into the experiment: a reused trial process's own folder is not synced there
-        log_dir = Path(experiment) / trial_dir.name if experiment else trial_dir
-        train_in_trial(config, str(log_dir), resources.use_gpu)
+        train_in_trial(config, str(Path(experiment) / trial_dir.name), resources.use_gpu)
         return
     trainer = make_torch_trainer(
         config,
@@ -105,12 +104,10 @@ def build_tuner(
     overrides: dict[str, Any],
     storage_path: Path,
     name: str,
-    trainable: Any = None,
     stop: Any = None,
 ) -> Any:
-    """The Tuner of one search. ``trainable`` defaults to the TorchTrainer driver (:func:`make_trainable`);
-    the search-quality study passes an in-process one, plus a ``stop`` that ends it at a trial-epoch budget.
-    """
+    """The Tuner of one search; ``stop`` (a Tune stopper) lets the search-quality study end it at a
+    trial-epoch budget."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
@@ -142,7 +139,7 @@ def build_tuner(
         else FIFOScheduler()
     )
     return tune.Tuner(
-        trainable or make_trainable(space, overrides, resources, settings.objective, storage_path / name),
+        make_trainable(space, overrides, resources, settings.objective, storage_path / name),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=settings.objective,
