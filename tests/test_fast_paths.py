@@ -152,6 +152,23 @@ def test_fused_buffer_copy_copies_every_buffer_exactly() -> None:
         momentum.update_momentum(online, copy.deepcopy(online).append(nn.BatchNorm1d(1, affine=False)), m=0.5)
 
 
+def test_target_update_gathered_once_equals_update_momentum_every_step() -> None:
+    torch.manual_seed(0)
+    online = nn.ModuleList([_conv_backbone(), nn.Linear(8, 4)])
+    gathered, walked = copy.deepcopy(online), copy.deepcopy(online)
+    update = momentum.TargetUpdate(list(zip(online, gathered, strict=True)))
+    for step in range(3):
+        with torch.no_grad():  # the optimizer changes the online weights in place
+            for p in online.parameters():
+                p.add_(torch.randn_like(p))
+        online[0].train()(torch.randn(4, *SHAPE))
+        update(0.9 - 0.1 * step)
+        for o, w in zip(online, walked, strict=True):
+            momentum.update_momentum(o, w, 0.9 - 0.1 * step)
+    for g, w in zip(gathered.state_dict().values(), walked.state_dict().values(), strict=True):
+        assert torch.equal(g, w)
+
+
 def test_fast_path_config_fields_reach_the_module_and_its_hparams() -> None:
     config = make_config({"views_as_one_batch": True, "channels_last": True})
     info = DataInfo((3, 32, 32), 10, (0.5,) * 3, (0.25,) * 3, is_image=True)

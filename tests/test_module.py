@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from byol_tune import metrics
 from byol_tune.core.module import BYOL
+from byol_tune.parts import momentum
 from byol_tune.parts.backbones import backbone_names, build_backbone, feature_dim
 from byol_tune.parts.heads import MLPHead
 from byol_tune.parts.loss import NormalizedMSELoss
@@ -92,24 +93,27 @@ def test_target_follows_ema_of_online_after_each_step() -> None:
     assert seen[0][1] == pytest.approx(0.996)
 
 
-def test_ema_respects_gradient_accumulation() -> None:
+def test_ema_respects_gradient_accumulation(monkeypatch: pytest.MonkeyPatch) -> None:
     model = _tiny_model(
         learning_rate=0.1,
         input_shape=(3, 8, 8),
         tau_base=0.5,
         cosine_tau=False,
     )
-    updates: list[int] = []
-    original = model.update_momentum
+    updates: list[float] = []
+    original = momentum.TargetUpdate.__call__
 
-    def counting(online: nn.Module, target: nn.Module, m: float) -> None:
-        updates.append(1)
-        original(online, target, m)
+    def counting(self: momentum.TargetUpdate, m: float) -> None:
+        updates.append(m)
+        original(self, m)
 
-    model.update_momentum = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(momentum.TargetUpdate, "__call__", counting)
     quiet_trainer(accumulate_grad_batches=2).fit(model, _views_loader(n=32, batch=8))
     assert model.trainer.global_step == 2
-    assert len(updates) == 2 * 2  # backbone + projector, once per real optimizer step
+    assert updates == [0.5, 0.5]  # backbone + projector together, once per real optimizer step
+    assert model.target_update is not None and len(model.target_update.ema_params) == len(
+        [*model.backbone.parameters(), *model.projection_head.parameters()]
+    )
 
 
 def test_single_step_ema_matches_formula() -> None:

@@ -16,6 +16,7 @@ from tiny import run_module
 
 from byol_tune.config import load_config
 from byol_tune.core.fit import fit, load_backbone_state
+from byol_tune.search.ray_train import Resources
 
 SPACE = """
 search: {num_samples: 4, max_epochs: 4, grace_period: 1, reduction_factor: 2, max_concurrent: 1}
@@ -100,6 +101,12 @@ def test_search_through_torch_trainer(tmp_path: Path) -> None:
     assert len(rows) == 2 and all(int(row["epochs_run"]) >= 1 for row in rows)
     trial_dirs = [d for d in (tmp_path / "runs" / "tiny").iterdir() if d.name.startswith("train_driver_fn")]
     assert all((d / "train").is_dir() for d in trial_dirs)  # the TorchTrainer's run inside each trial
+
+
+def test_workers_train_with_their_share_of_cores_rounded() -> None:
+    # Ray gives a 1.9-CPU trial OMP_NUM_THREADS=1, which idles half of a 2-core machine
+    threads = [Resources(cpus_per_worker=c).torch_threads() for c in (0.1, 0.9, 1.4, 1.9, 4.0)]
+    assert threads == [1, 1, 1, 2, 4]
 
 
 def test_in_trial_runner_needs_one_worker(tmp_path: Path) -> None:

@@ -137,6 +137,7 @@ class BYOL(L.LightningModule):
         self.register_buffer("_std", _channel_stat(std, 1.0), persistent=False)
         self.views_as_one_batch = views_as_one_batch
         self.channels_last = channels_last
+        self.target_update: momentum.TargetUpdate | None = None  # gathered at the first step
         if channels_last:
             for net in (self.backbone, self.backbone_momentum):
                 net.to(memory_format=torch.channels_last)
@@ -232,8 +233,17 @@ class BYOL(L.LightningModule):
         step = self.trainer.global_step  # optimizer steps completed before this one
         super().optimizer_step(*args, **kwargs)
         self.tau = self.tau_at(step)
-        self.update_momentum(self.backbone, self.backbone_momentum, self.tau)
-        self.update_momentum(self.projection_head, self.projection_head_momentum, self.tau)
+        if self.target_update is None:
+            self.target_update = momentum.TargetUpdate(
+                [
+                    (self.backbone, self.backbone_momentum),
+                    (self.projection_head, self.projection_head_momentum),
+                ]
+            )
+        self.target_update(self.tau)
+
+    def on_train_start(self) -> None:
+        self.target_update = None  # gather again: the modules may have moved or changed since
 
     def tau_at(self, step: int) -> float:
         return momentum.tau_at(step, self.tau_base, self.schedule_steps(), self.cosine_tau)

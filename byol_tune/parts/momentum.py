@@ -8,6 +8,7 @@ length counted in optimizer steps; past K, tau stays at 1.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -33,25 +34,48 @@ def tau_at(step: int, tau_base: float, schedule_steps: int, cosine: bool = True)
     return cosine_schedule(step, schedule_steps, tau_base, 1.0)
 
 
-@torch.no_grad()
-def update_momentum(model: nn.Module, model_ema: nn.Module, m: float) -> None:
-    """``ema = m * ema + (1 - m) * online`` for parameters, in one fused multi-tensor op.
+class TargetUpdate:
+    """``ema = m * ema + (1 - m) * online`` over online/target pairs, in one fused multi-tensor op.
 
-    Buffers (BatchNorm running statistics, counters) are copied, as the target network in BYOL is
-    "an exponential moving average of the online parameters" and its statistics are not averaged.
+    The tensor lists are gathered once: walking resnet18's modules for them costs about as much as
+    copying its buffers, on every step. Buffers (BatchNorm running statistics, counters) are copied, as
+    the target network in BYOL is "an exponential moving average of the online parameters" and its
+    statistics are not averaged. Gather after the modules reach their device; assigning new Parameter
+    objects afterwards needs a new ``TargetUpdate``.
     """
-    ema_params: list[torch.Tensor] = list(model_ema.parameters())
-    online_params: list[torch.Tensor] = list(model.parameters())
-    if len(ema_params) != len(online_params):
-        raise ValueError(f"model and model_ema differ: {len(online_params)} vs {len(ema_params)} parameters")
-    if ema_params:
-        torch._foreach_lerp_(ema_params, online_params, 1.0 - m)
-    ema_buffers: list[torch.Tensor] = list(model_ema.buffers())
-    online_buffers: list[torch.Tensor] = list(model.buffers())
-    if len(ema_buffers) != len(online_buffers):
-        raise ValueError(f"model and model_ema differ: {len(online_buffers)} vs {len(ema_buffers)} buffers")
-    if ema_buffers:
-        torch._foreach_copy_(ema_buffers, online_buffers)  # one fused copy, not one call per buffer
+
+    def __init__(self, pairs: Sequence[tuple[nn.Module, nn.Module]]) -> None:
+        self.online_params: list[torch.Tensor] = []
+        self.ema_params: list[torch.Tensor] = []
+        self.online_buffers: list[torch.Tensor] = []
+        self.ema_buffers: list[torch.Tensor] = []
+        for model, model_ema in pairs:
+            online_params, ema_params = list(model.parameters()), list(model_ema.parameters())
+            if len(ema_params) != len(online_params):
+                raise ValueError(
+                    f"model and model_ema differ: {len(online_params)} vs {len(ema_params)} parameters"
+                )
+            online_buffers, ema_buffers = list(model.buffers()), list(model_ema.buffers())
+            if len(ema_buffers) != len(online_buffers):
+                raise ValueError(
+                    f"model and model_ema differ: {len(online_buffers)} vs {len(ema_buffers)} buffers"
+                )
+            self.online_params += online_params
+            self.ema_params += ema_params
+            self.online_buffers += online_buffers
+            self.ema_buffers += ema_buffers
+
+    @torch.no_grad()
+    def __call__(self, m: float) -> None:
+        if self.ema_params:
+            torch._foreach_lerp_(self.ema_params, self.online_params, 1.0 - m)
+        if self.ema_buffers:
+            torch._foreach_copy_(self.ema_buffers, self.online_buffers)  # one fused copy, not one per buffer
+
+
+def update_momentum(model: nn.Module, model_ema: nn.Module, m: float) -> None:
+    """lightly's and minerva's ``update_momentum(model, model_ema, m)``: one :class:`TargetUpdate`."""
+    TargetUpdate([(model, model_ema)])(m)
 
 
 def deactivate_requires_grad(model: nn.Module) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from byol_tune import metrics
@@ -51,6 +52,11 @@ class Resources:
 
     def gpus_per_trial(self) -> float:
         return self.workers * self.gpus_per_worker
+
+    def torch_threads(self) -> int:
+        """Intra-op threads per worker: Ray sets OMP_NUM_THREADS to the whole CPUs only (1.9 CPU gives
+        1 thread), which idles a core of a 2-core machine; round to the nearest instead."""
+        return max(1, round(self.cpus_per_worker))
 
 
 class ReportEvaluations(L.Callback):
@@ -125,6 +131,7 @@ def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
     config = make_config(train_loop_config["config"])
+    torch.set_num_threads(train_loop_config.get("threads", torch.get_num_threads()))
     L.seed_everything(config.seed, workers=True, verbose=False)
     parts = build_run(config)
     rank0 = ray.train.get_context().get_world_rank() == 0
@@ -144,12 +151,13 @@ def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
     trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path)
 
 
-def train_in_trial(config: BYOLConfig, log_dir: str, use_gpu: bool) -> None:
+def train_in_trial(config: BYOLConfig, log_dir: str, resources: Resources) -> None:
     """One worker's run inside the Tune trial's own process: no Train controller and no worker actor,
     which saves two Python processes (each importing torch, Lightning and Ray) per trial.
     """
     from ray import tune
 
+    torch.set_num_threads(resources.torch_threads())
     L.seed_everything(config.seed, workers=True, verbose=False)
     parts = build_run(config)
     report = ReportEvaluations(parts.knn, tune.report, tune.Checkpoint)
@@ -158,7 +166,7 @@ def train_in_trial(config: BYOLConfig, log_dir: str, use_gpu: bool) -> None:
         parts,
         [report],
         tensorboard(log_dir, config),
-        accelerator="gpu" if use_gpu else "cpu",
+        accelerator="gpu" if resources.use_gpu else "cpu",
         devices=1,
     )
     trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=restore_path(tune.get_checkpoint()))
@@ -193,6 +201,7 @@ def make_torch_trainer(
             "config": config.model_dump(),
             "log_dir": log_dir,
             "use_gpu": resources.use_gpu,
+            "threads": resources.torch_threads(),
             "callbacks": worker_callbacks or [],
         },
         scaling_config=ScalingConfig(

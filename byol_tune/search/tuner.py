@@ -83,7 +83,7 @@ def train_driver_fn(
     trial_dir = Path(tune.get_context().get_trial_dir()).resolve()
     if resources.in_trial:
         # TensorBoard straight into the experiment: a reused trial process's own folder is not synced there
-        train_in_trial(config, str(Path(experiment) / trial_dir.name), resources.use_gpu)
+        train_in_trial(config, str(Path(experiment) / trial_dir.name), resources)
         return
     trainer = make_torch_trainer(
         config,
