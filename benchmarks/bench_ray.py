@@ -100,7 +100,8 @@ def main() -> None:
             }
             long_text = (
                 f"\n\nOne {args.long_epochs}-epoch trial in the trial process: {long_wall:.0f} s against "
-                f"{long_plain:.0f} s for the plain trainer: **{long_wall / long_plain:.2f}x** (goal <= 1.10x)."
+                f"{long_plain:.0f} s for the plain trainer: **{long_wall / long_plain:.2f}x** "
+                "(goal <= 1.10x)."
             )
     finally:
         ray.shutdown()

@@ -24,7 +24,7 @@ BENCHMARKS = {
     "e2e": ("2. End to end: uint8 images -> augmentation -> step", "bench_e2e.py"),
     "ema": ("3. EMA update of the target network", "bench_ema.py"),
     "knn": ("4. kNN evaluation", "bench_knn.py"),
-    "ray": ("5. Ray overhead: plain trainer vs Tune + TorchTrainer trials", "bench_ray.py"),
+    "ray": ("5. Ray overhead: plain trainer vs Tune trials through each runner", "bench_ray.py"),
 }
 MACHINE_KEYS = ("platform", "processor", "cpu_count", "torch_threads", "python", "torch", "lightly", "gpu")
 
@@ -71,7 +71,9 @@ def render(found: dict[str, dict[str, Any]]) -> str:
             lines += ["Machine: " + describe(result["machine"]) + "."]
         lines += ["", result["markdown"], ""]
     lines += ["## 6. Search quality: the search against hand-set configs at equal trial-epochs", ""]
-    lines += search_quality_report.render(HERE / "results" / "search_quality", HERE / "results")
+    lines += search_quality_report.render(
+        HERE / "results" / "search_quality", HERE / "results", HERE / "results" / "search_quality_round2"
+    )
     return "\n".join(lines)
 
 

@@ -141,18 +141,81 @@ def search_trials(
 
 
 def sensitivity(points: list[tuple[float, float, float]], at_epoch: int) -> list[str]:
-    cells = []
+    """The tau bins' ``knn_top1`` and, in words, how they compare with the paper's finding."""
+    bins = {}
     for low, high in TAU_BINS:
-        inside = [k for tau, _, k in points if low <= tau < high]
         label = (
             f"tau < {high}"
             if low == 0
             else (f"tau >= {low:.4g}" if high == 1 else f"{low} <= tau < {high:.4g}")
         )
-        cells.append(
-            f"{label}: {mean_sd(inside)} ({len(inside)} trials)" if inside else f"{label}: no trials"
+        bins[label] = [k for tau, _, k in points if low <= tau < high]
+    cells = [
+        f"{label}: {mean_sd(ks)} ({len(ks)} trials)" if ks else f"{label}: no trials"
+        for label, ks in bins.items()
+    ]
+    lines = [f"- Sensitivity ({KNN} at epoch {at_epoch}, every search trial): " + "; ".join(cells) + "."]
+    if all(len(ks) > 1 for ks in bins.values()):
+        means = {label: statistics.mean(ks) for label, ks in bins.items()}
+        paper, best = list(bins)[1], max(means, key=lambda label: means[label])  # paper: 0.99-0.996
+        spread = max(means.values()) - min(means.values())
+        within = min(statistics.stdev(ks) for ks in bins.values())
+        if spread < within:
+            verdict = (
+                f"cannot tell the bins apart: their means lie {spread:.1f} points apart, less than the "
+                f"smallest spread of trials within a bin ({within:.1f}), so the paper's ranking is neither "
+                "confirmed nor contradicted at this budget"
+            )
+        elif best == paper:
+            verdict = f"agrees: {paper} scores best, {spread:.1f} points from the worst bin"
+        else:
+            verdict = f"does not reproduce it: {best} scores best, {spread:.1f} points from the worst bin"
+        lines.append(
+            f"- Against the BYOL paper (tau 0.99-0.996 best, 0.999 and 1 worse): this study {verdict}."
         )
-    return [f"- Sensitivity ({KNN} at epoch {at_epoch}, every search trial): " + "; ".join(cells) + "."]
+    return lines
+
+
+EVIDENCE_KEYS = ("warmup_epochs", "projector_hidden_dim", "predictor_hidden_dim")
+
+
+def space_evidence(runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int) -> list[str]:
+    """``knn_top1`` at ``at_epoch`` of every search trial, grouped by each value of the sampled
+    :data:`EVIDENCE_KEYS`: what the default space was changed on."""
+    lines = []
+    for key in EVIDENCE_KEYS:
+        groups: dict[float, list[float]] = {}
+        for method, by_seed in runs.items():
+            for run in by_seed.values():
+                for trial in run["trials"] if method not in ("lightly", "paper") else []:
+                    if key in trial.get("sample", {}) and len(trial["history"]) >= at_epoch:
+                        groups.setdefault(trial["sample"][key], []).append(trial["history"][at_epoch - 1])
+        if groups:
+            cells = [
+                f"{value:g}: {mean_sd(knns)} ({len(knns)} trials)" for value, knns in sorted(groups.items())
+            ]
+            lines.append(f"- {KNN} at epoch {at_epoch} by sampled `{key}`: " + "; ".join(cells) + ".")
+    return lines
+
+
+def previous_round(folder: Path, at_epoch: int) -> list[str]:
+    """The round before the current default space, kept in ``folder``, and its evidence."""
+    runs = load(folder)
+    if not runs:
+        return []
+    return [
+        f"### Before the space change ({folder.name}/)",
+        "",
+        "The same study over the previous default space (heads 256-1024, warm-up 0 or 1 epoch), with a "
+        "stopper that counted a trial's repeated last result as an epoch (searches used 22-23 of 24):",
+        "",
+        *summary_table(runs),
+        "",
+        "What the space was changed on:",
+        "",
+        *space_evidence(runs, at_epoch),
+        "",
+    ]
 
 
 def plot_curves(runs: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
@@ -199,7 +262,7 @@ def plot_sensitivity(points: list[tuple[float, float, float]], at_epoch: int, pa
     return path
 
 
-def render(folder: Path, image_dir: Path) -> list[str]:
+def render(folder: Path, image_dir: Path, previous: Path | None = None) -> list[str]:
     runs = load(folder)
     if not runs:
         return [f"Not measured yet: `python benchmarks/search_quality.py` (writes {folder.name}/)."]
@@ -225,10 +288,10 @@ def render(folder: Path, image_dir: Path) -> list[str]:
             f"![sensitivity to tau and learning rate]({sens.relative_to(image_dir.parent).as_posix()})",
             "",
         ]
-    return lines
+    return lines + (previous_round(previous, at_epoch) if previous is not None else [])
 
 
 if __name__ == "__main__":
     here = Path(__file__).resolve().parent
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "results" / "search_quality"
-    print("\n".join(render(folder, here / "results")))
+    print("\n".join(render(folder, here / "results", here / "results" / "search_quality_round2")))

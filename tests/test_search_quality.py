@@ -87,3 +87,45 @@ def test_fixed_configs_are_valid_configs(method: str) -> None:
         assert (config.optimizer, config.learning_rate, config.batch_size) == ("sgd", 0.06, 256)
     else:
         assert (config.optimizer, config.tau_base, config.warmup_epochs) == ("lars", 0.996, 0.24)
+
+
+def test_space_evidence_groups_epoch_two_by_sampled_value(tmp_path: Path) -> None:
+    a, b = (
+        run("random_asha", 0, [10.0, 20.0, 15.0, 30.0], ["a", "a", "b", "b"]),
+        run("lightly", 0, [5.0, 6.0]),
+    )
+    a["trials"][0]["sample"] = {"warmup_epochs": 0}
+    a["trials"][1]["sample"] = {"warmup_epochs": 1}
+    b["trials"][0]["sample"] = {"warmup_epochs": 1}  # fixed configs are not search trials: left out
+    lines = report.space_evidence({"random_asha": {0: a}, "lightly": {0: b}}, at_epoch=2)
+    assert lines == [
+        "- knn_top1 at epoch 2 by sampled `warmup_epochs`: 0: 20.0 (1 trials); 1: 30.0 (1 trials)."
+    ]
+    (tmp_path / "round2").mkdir()
+    (tmp_path / "round2" / "random_asha-seed0.json").write_text(json.dumps(a))
+    section = report.previous_round(tmp_path / "round2", at_epoch=2)
+    assert section[0] == "### Before the space change (round2/)" and lines[0] in section
+    assert report.previous_round(tmp_path / "missing", at_epoch=2) == []
+
+
+def test_sensitivity_says_how_it_compares_with_the_paper() -> None:
+    def points(means: tuple[float, float, float]) -> list[tuple[float, float, float]]:
+        taus = (0.98, 0.995, 0.999)  # one per bin: below, inside and above the paper's 0.99-0.996
+        return [(tau, 1e-3, m + d) for tau, m in zip(taus, means, strict=True) for d in (-1.0, 1.0)]
+
+    close = report.sensitivity(points((20.0, 20.5, 20.0)), at_epoch=2)
+    assert close[0].startswith(
+        "- Sensitivity (knn_top1 at epoch 2, every search trial): tau < 0.99: 20.0 ± 1.4"
+    )
+    assert "cannot tell the bins apart: their means lie 0.5 points apart" in close[1]
+    assert (
+        "agrees: 0.99 <= tau < 0.9961 scores best, 5.0 points"
+        in report.sensitivity(points((20.0, 25.0, 21.0)), at_epoch=2)[1]
+    )
+    assert (
+        "does not reproduce it: tau >= 0.9961 scores best, 6.0 points"
+        in report.sensitivity(points((20.0, 22.0, 26.0)), at_epoch=2)[1]
+    )
+    assert (
+        len(report.sensitivity(points((20.0, 22.0, 26.0))[:4], at_epoch=2)) == 1
+    )  # an empty bin: no verdict
