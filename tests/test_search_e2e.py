@@ -16,7 +16,9 @@ from tiny import run_module
 
 from byol_tune.config import load_config
 from byol_tune.core.fit import fit, load_backbone_state
+from byol_tune.errors import ConfigError
 from byol_tune.search.ray_train import Resources
+from byol_tune.search.tuner import SearchSettings
 
 SPACE = """
 search: {num_samples: 4, max_epochs: 4, grace_period: 1, reduction_factor: 2, max_concurrent: 1}
@@ -107,6 +109,12 @@ def test_workers_train_with_their_share_of_cores_rounded() -> None:
     # Ray gives a 1.9-CPU trial OMP_NUM_THREADS=1, which idles half of a 2-core machine
     threads = [Resources(cpus_per_worker=c).torch_threads() for c in (0.1, 0.9, 1.4, 1.9, 4.0)]
     assert threads == [1, 1, 1, 2, 4]
+
+
+def test_tpe_starts_with_optunas_ten_random_trials() -> None:
+    assert SearchSettings().tpe_startup_trials == 10  # a default search (6 trials) samples at random
+    with pytest.raises(ConfigError, match="--tpe-startup-trials: must be >= 1, got 0"):
+        SearchSettings(tpe_startup_trials=0)
 
 
 def test_in_trial_runner_needs_one_worker(tmp_path: Path) -> None:

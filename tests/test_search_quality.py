@@ -52,14 +52,16 @@ def test_best_so_far_and_epochs_to_reach() -> None:
 def test_goal_lines_from_runs() -> None:
     runs = {
         "lightly": {0: run("lightly", 0, [20.0, 21.0, 22.0, 22.0])},
-        "random_asha": {0: run("random_asha", 0, [15.0, 25.0, 26.0, 27.0])},
-        "tpe_asha": {0: {**run("tpe_asha", 0, [28.0, 29.0, 30.0, 31.0]), "retrain": {"best": 26.5}}},
+        "random_asha": {0: {**run("random_asha", 0, [15.0, 25.0, 26.0, 27.0]), "retrain": {"best": 26.5}}},
+        "tpe_asha": {0: run("tpe_asha", 0, [28.0, 29.0, 30.0, 31.0])},
     }
     lines = report.goals(runs)
-    assert lines[0].startswith("- Searched best vs lightly's settings at equal trial-epochs: **+9.0** points")
-    assert "**MET**" in lines[0]
+    # the searched best is the default search's: random sampling + ASHA (27.0 - 22.0)
+    assert lines[0].startswith("- Searched best (random search + ASHA: what the default search does")
+    assert "at equal trial-epochs: **+5.0** points" in lines[0] and "**MET**" in lines[0]
     # TPE+ASHA passes random's 27.0 at its first epoch: 1 <= 4 / 2
     assert "**MET**" in lines[1] and "TPE+ASHA after 1" in lines[1]
+    assert lines[2].startswith("- The best random search + ASHA config retrained")
     assert lines[2].endswith("26.5, i.e. +4.5 over lightly's mean: lead kept (>= +5) in 0 of 1.")
     runs["tpe_asha"][0] = run("tpe_asha", 0, [10.0, 20.0, 26.0, 27.0])  # reaches 27.0 only at epoch 4
     assert "**MISSED**" in report.goals(runs)[1]
@@ -73,7 +75,7 @@ def test_render_writes_table_and_plots(tmp_path: Path) -> None:
     lines = report.render(folder, tmp_path / "results")
     table = [line for line in lines if line.startswith("| ")]
     assert table[1] == "| lightly example settings (fixed) | 1 | 22.0 | 22.0 | 1 | 2 | 1.0 |"
-    assert table[2] == "| TPE, no early stopping | 1 | 24.0 | 24.0 | 2 | 2 | 1.0 |"
+    assert table[2] == "| TPE after 2 random trials, no early stopping | 1 | 24.0 | 24.0 | 2 | 2 | 1.0 |"
     # epoch-2 sensitivity needs a trial with two epochs: none of the search trials here has one
     assert not any(line.startswith("- Sensitivity") for line in lines)
     assert (tmp_path / "results" / "search_quality_curves.png").stat().st_size > 0
@@ -117,15 +119,24 @@ def test_sensitivity_says_how_it_compares_with_the_paper() -> None:
     assert close[0].startswith(
         "- Sensitivity (knn_top1 at epoch 2, every search trial): tau < 0.99: 20.0 ± 1.4"
     )
-    assert "cannot tell the bins apart: their means lie 0.5 points apart" in close[1]
+    # two trials per bin, 1 from the bin's mean: a difference of two means has a standard error of sqrt(2)
     assert (
-        "agrees: 0.99 <= tau < 0.9961 scores best, 5.0 points"
+        "cannot tell the bins apart: 0.99 <= tau < 0.9961 scores best, but by 0.4 standard errors" in close[1]
+    )
+    assert (
+        "agrees: 0.99 <= tau < 0.9961 scores best, by more than 2 standard errors"
         in report.sensitivity(points((20.0, 25.0, 21.0)), at_epoch=2)[1]
     )
     assert (
-        "does not reproduce it: tau >= 0.9961 scores best, 6.0 points"
+        "does not reproduce it: tau >= 0.9961 beats 0.99 <= tau < 0.9961 by more than 2 standard errors"
         in report.sensitivity(points((20.0, 22.0, 26.0)), at_epoch=2)[1]
     )
     assert (
         len(report.sensitivity(points((20.0, 22.0, 26.0))[:4], at_epoch=2)) == 1
     )  # an empty bin: no verdict
+
+
+def test_study_pins_the_tpe_start_up_it_measured() -> None:
+    # the product's default (Optuna's 10) would make the studied 6-trial TPE searches random ones
+    assert search_quality.TPE_STARTUP == {"random_asha": 10, "tpe_asha": 3, "tpe_noes": 2}
+    assert search_quality.RETRAINED == report.DEFAULT_SEARCH == "random_asha"

@@ -23,6 +23,7 @@ from byol_tune.search.ray_train import Resources, init_ray
 from byol_tune.search.report import rank, write_reports
 from byol_tune.search.space import SearchSpace, load_space, space_names
 from byol_tune.search.tuner import (
+    TPE_STARTUP_TRIALS,
     SearchSettings,
     build_tuner,
     check_feasible,
@@ -67,6 +68,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (0: CPU training)")
     p.add_argument("--max-concurrent", type=int, help="trials running at once (default: the space's, or 1)")
     p.add_argument("--searcher", choices=["tpe", "random"], default="tpe")
+    p.add_argument(
+        "--tpe-startup-trials",
+        type=int,
+        default=TPE_STARTUP_TRIALS,
+        help=f"random trials before TPE models the results (default {TPE_STARTUP_TRIALS}, Optuna's)",
+    )
     p.add_argument("--scheduler", choices=["asha", "none"], default="asha")
     p.add_argument(
         "--objective",
@@ -107,6 +114,7 @@ def search_main(argv: list[str] | None) -> int:
         reduction_factor=budget.get("reduction_factor", 2),
         objective=args.objective,
         seed=args.seed,
+        tpe_startup_trials=args.tpe_startup_trials,
     )
     base: dict[str, Any] = {}
     if args.dataset:
