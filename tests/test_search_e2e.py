@@ -46,7 +46,9 @@ def _search_args(space: Path, tmp_path: Path) -> list[str]:
 def test_search_cli_end_to_end(tmp_path: Path) -> None:
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE)
-    proc = run_module("byol_tune.search", *_search_args(space, tmp_path), cwd=tmp_path, timeout=900)
+    # TPE models the results from the third trial on (the default, 10 random trials, never gets there)
+    args = (*_search_args(space, tmp_path), "--tpe-startup-trials", "2")
+    proc = run_module("byol_tune.search", *args, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout and "ray get-auth-token" in proc.stdout
     assert "in the trial process" in proc.stdout  # one worker: no TorchTrainer, two processes fewer
