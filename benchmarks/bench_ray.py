@@ -25,7 +25,7 @@ import yaml
 from byol_tune.config import make_config
 from byol_tune.core.fit import fit
 from byol_tune.search.ray_train import Resources, init_ray
-from byol_tune.search.space import load_space
+from byol_tune.search.space import SearchSpace, load_space
 from byol_tune.search.tuner import SearchSettings, build_tuner, trial_overrides
 
 
@@ -36,12 +36,7 @@ def plain_seconds(fixed: dict[str, Any], epochs: int, folder: Path) -> float:
     return time.perf_counter() - start
 
 
-def search_seconds(
-    fixed: dict[str, Any], epochs: int, trials: int, resources: Resources, folder: Path
-) -> float:
-    space_file = folder / "fixed.yaml"
-    space_file.write_text(yaml.safe_dump({"space": fixed}))
-    space = load_space(space_file)
+def search_seconds(space: SearchSpace, epochs: int, trials: int, resources: Resources, folder: Path) -> float:
     settings = SearchSettings(num_samples=trials, max_epochs=epochs, scheduler="none", searcher="random")
     name = f"{'trial' if resources.in_trial else 'train'}{resources.workers}_{epochs}e_{trials}t"
     tuner = build_tuner(space, settings, resources, trial_overrides(settings, {}), folder, name)
@@ -65,6 +60,9 @@ def main() -> None:
         fixed.update(shapes_train_size=512, shapes_val_size=128, knn_k=20)
     folder = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     plain = plain_seconds(fixed, epochs, folder)
+    space_file = folder / "fixed.yaml"
+    space_file.write_text(yaml.safe_dump({"space": fixed}))
+    space = load_space(space_file)
 
     start = time.perf_counter()
     init_ray(None, num_cpus=max(1, int(torch.get_num_threads())))
@@ -81,7 +79,7 @@ def main() -> None:
         ]
         for label, resources in runners:
             for n in trial_counts:
-                wall = search_seconds(fixed, epochs, n, resources, folder)
+                wall = search_seconds(space, epochs, n, resources, folder)
                 per_trial = (wall - n * plain) / n
                 rows.append(
                     [label, resources.torch_threads(), n, wall, n * plain, per_trial, wall / (n * plain)]
@@ -92,7 +90,7 @@ def main() -> None:
         long_text = ""
         if args.long_epochs:
             long_plain = plain_seconds(fixed, args.long_epochs, folder)
-            long_wall = search_seconds(fixed, args.long_epochs, 1, runners[0][1], folder)
+            long_wall = search_seconds(space, args.long_epochs, 1, runners[0][1], folder)
             figures["long"] = {
                 "epochs": args.long_epochs,
                 "plain_seconds": long_plain,

@@ -182,10 +182,6 @@ def main() -> None:
             continue
         try:
             if path.exists():
-                run = json.loads(path.read_text())
-                if method == RETRAINED and "retrain" not in run:  # a run from before it was the one retrained
-                    run["retrain"] = retrain_best(run, seed, workdir / f"{method}-seed{seed}")
-                    path.write_text(json.dumps(run, indent=1, default=str))
                 print(f"{path}: done already, kept", flush=True)
                 continue
             start = time.perf_counter()

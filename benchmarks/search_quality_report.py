@@ -127,20 +127,26 @@ def goals(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def trials_reaching(runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int) -> list[dict[str, Any]]:
+    """Every search trial (not the fixed configs) that reported ``at_epoch``."""
+    return [
+        trial
+        for method, by_seed in runs.items()
+        if method not in ("lightly", "paper")
+        for run in by_seed.values()
+        for trial in run["trials"]
+        if len(trial["history"]) >= at_epoch
+    ]
+
+
 def search_trials(
     runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int
 ) -> list[tuple[float, float, float]]:
     """(tau_base, learning_rate, knn at ``at_epoch``) of every search trial that reached that epoch."""
-    points = []
-    for method, by_seed in runs.items():
-        if method in ("lightly", "paper"):
-            continue
-        for run in by_seed.values():
-            for trial in run["trials"]:
-                if len(trial["history"]) >= at_epoch:
-                    p = trial["params"]
-                    points.append((p["tau_base"], p["learning_rate"], trial["history"][at_epoch - 1]))
-    return points
+    return [
+        (t["params"]["tau_base"], t["params"]["learning_rate"], t["history"][at_epoch - 1])
+        for t in trials_reaching(runs, at_epoch)
+    ]
 
 
 def standard_error(a: list[float], b: list[float]) -> float:
@@ -193,11 +199,9 @@ def space_evidence(runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int) ->
     lines = []
     for key in EVIDENCE_KEYS:
         groups: dict[float, list[float]] = {}
-        for method, by_seed in runs.items():
-            for run in by_seed.values():
-                for trial in run["trials"] if method not in ("lightly", "paper") else []:
-                    if key in trial.get("sample", {}) and len(trial["history"]) >= at_epoch:
-                        groups.setdefault(trial["sample"][key], []).append(trial["history"][at_epoch - 1])
+        for trial in trials_reaching(runs, at_epoch):
+            if key in trial.get("sample", {}):
+                groups.setdefault(trial["sample"][key], []).append(trial["history"][at_epoch - 1])
         if groups:
             cells = [
                 f"{value:g}: {mean_sd(knns)} ({len(knns)} trials)" for value, knns in sorted(groups.items())
@@ -215,7 +219,7 @@ def previous_round(folder: Path, at_epoch: int) -> list[str]:
         f"### Before the space change ({folder.name}/)",
         "",
         "The same study over the previous default space (heads 256-1024, warm-up 0 or 1 epoch), with a "
-        "stopper that counted a trial's repeated last result as an epoch (searches used 22-23 of 24):",
+        "stopper that counted a trial's repeated last result as an epoch (see trial-epochs used):",
         "",
         *summary_table(runs),
         "",

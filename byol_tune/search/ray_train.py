@@ -125,7 +125,8 @@ def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker: the same build as the plain trainer, with Ray's DDP plumbing.
 
     ``train_loop_config``: ``config`` (a config dict), optional ``log_dir`` (TensorBoard, rank 0),
-    ``use_gpu`` and ``callbacks`` (extra Lightning callbacks, pickled to every worker).
+    ``use_gpu``, ``threads`` (torch intra-op threads, :meth:`Resources.torch_threads`) and ``callbacks``
+    (extra Lightning callbacks, pickled to every worker).
     """
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
