@@ -71,8 +71,12 @@ def render(found: dict[str, dict[str, Any]]) -> str:
             lines += ["Machine: " + describe(result["machine"]) + "."]
         lines += ["", result["markdown"], ""]
     lines += ["## 6. Search quality: the search against hand-set configs at equal trial-epochs", ""]
+    results = HERE / "results"
     lines += search_quality_report.render(
-        HERE / "results" / "search_quality", HERE / "results", HERE / "results" / "search_quality_round2"
+        results / "search_quality",
+        results,
+        previous=results / "search_quality_round2",
+        longer=results / "search_quality_long",
     )
     return "\n".join(lines)
 

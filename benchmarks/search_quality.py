@@ -19,7 +19,9 @@ to ``--out`` as soon as it is done, so a run can be split over processes and res
 ``make_results.py`` turns the folder into a table and plots in RESULTS.md.
 
 Run: ``python benchmarks/search_quality.py --seeds 0 1 2`` (about 1.5 h on 2 CPU cores). To use both
-cores, run it in two shells with ``--threads 1``, the second with ``--reverse``.
+cores, run it in two shells with ``--threads 1``, the second with ``--reverse``. Longer searches, TPE
+against random only: ``--budget 48 --num-samples 24 --methods random_asha tpe_asha --out
+benchmarks/results/search_quality_long``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,15 @@ def fixed_config(method: str, budget: int) -> dict[str, Any]:
         values = {k: v for k, v in load_space("lightly_example").fixed.items() if k not in DATA_KEYS}
         return {**values, "max_epochs": budget}
     paper = load_space("imagenet_resnet50").fixed
-    keep = ("optimizer", "lr_scaling", "crop_min_scale", "saturation", "hue", "grayscale_p", "blur")
+    keep: tuple[str, ...] = (
+        "optimizer",
+        "lr_scaling",
+        "crop_min_scale",
+        "saturation",
+        "hue",
+        "grayscale_p",
+        "blur",
+    )
     keep += ("solarize_p", "channel_permute_p", "invert_p", "projector_hidden_dim", "projector_out_dim")
     return {
         **{k: paper[k] for k in (*keep, "predictor_hidden_dim")},
@@ -103,14 +113,19 @@ def run_fixed(method: str, seed: int, budget: int, workdir: Path) -> dict[str, A
     return {"events": events, "trials": trials}
 
 
-def run_search(method: str, seed: int, budget: int, workdir: Path, threads: int) -> dict[str, Any]:
-
+def run_search(
+    method: str, seed: int, budget: int, workdir: Path, threads: int, num_samples: int | None = None
+) -> dict[str, Any]:
+    """One search over the default space until ``budget`` trial-epochs; with ASHA it may start
+    ``num_samples`` trials (None: the space's, the product's default search)."""
     searcher, scheduler = SEARCHES[method]
     space = load_space("default")
     max_epochs, grace = space.budget["max_epochs"], space.budget["grace_period"]
     settings = SearchSettings(
-        # with ASHA, the product's default number of trials; without, as many full trials as the budget holds
-        num_samples=space.budget["num_samples"] if scheduler == "asha" else max(1, budget // max_epochs),
+        # without ASHA, as many full trials as the budget holds
+        num_samples=(num_samples or space.budget["num_samples"])
+        if scheduler == "asha"
+        else max(1, budget // max_epochs),
         max_epochs=max_epochs,
         searcher=searcher,
         scheduler=scheduler,
@@ -157,6 +172,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--budget", type=int, default=24, help="trial-epochs per method and seed")
+    parser.add_argument(
+        "--num-samples", type=int, default=None, help="trials an ASHA search may start (default: the space's)"
+    )
     parser.add_argument("--reverse", action="store_true", help="take the jobs last first (a second shell)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
@@ -189,7 +207,7 @@ def main() -> None:
             if method in FIXED:
                 run = run_fixed(method, seed, args.budget, where)
             else:
-                run = run_search(method, seed, args.budget, where, args.threads)
+                run = run_search(method, seed, args.budget, where, args.threads, args.num_samples)
             if method == RETRAINED:
                 run["retrain"] = retrain_best(run, seed, where)
             best = max(e[metrics.KNN_TOP1] for e in run["events"])

@@ -81,7 +81,6 @@ def summary_table(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
 def goals(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     lines = []
     searched, lightly = runs.get(DEFAULT_SEARCH, {}), runs.get("lightly", {})
-    tpe, random = runs.get("tpe_asha", {}), runs.get("random_asha", {})
     if searched and lightly:
         lead = statistics.mean(r["best"] for r in searched.values()) - statistics.mean(
             r["best"] for r in lightly.values()
@@ -94,29 +93,41 @@ def goals(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
             f"(per seed {', '.join(f'{d:+.1f}' for d in per_seed)}); goal >= +5: "
             f"**{'MET' if lead >= 5 else 'MISSED'}**."
         )
-    if tpe and random:
-        reached = []
-        for seed in sorted(set(tpe) & set(random)):
-            target = random[seed]["best"]
-            at = epochs_to_reach(tpe[seed], target)
-            used = len(random[seed]["events"])
-            reached.append(
-                f"seed {seed}: random's {target:.1f} after {used} trial-epochs, TPE+ASHA "
-                + (f"after {at}" if at is not None else "never")
-            )
-        ok = all(
-            (at := epochs_to_reach(tpe[s], random[s]["best"])) is not None
-            and at <= len(random[s]["events"]) / 2
-            for s in set(tpe) & set(random)
+    return lines + tpe_against_random(runs) + retrain_leads(runs, lightly)
+
+
+def tpe_against_random(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """The TPE goal: TPE + ASHA reaching random + ASHA's final best in at most half the trial-epochs."""
+    tpe, random = runs.get("tpe_asha", {}), runs.get("random_asha", {})
+    seeds = sorted(set(tpe) & set(random))
+    if not seeds:
+        return []
+    reached, ok = [], True
+    for seed in seeds:
+        target, used = random[seed]["best"], len(random[seed]["events"])
+        at = epochs_to_reach(tpe[seed], target)
+        ok = ok and at is not None and at <= used / 2
+        reached.append(
+            f"seed {seed}: random's {target:.1f} after {used} trial-epochs, TPE+ASHA "
+            + (f"after {at}" if at is not None else "never")
         )
-        lines.append(
-            f"- TPE + ASHA reaching random search's final best in <= half the trial-epochs: "
-            f"**{'MET' if ok else 'MISSED'}** ({'; '.join(reached)})."
-        )
+    return [
+        f"- TPE + ASHA reaching random search's final best in <= half the trial-epochs: "
+        f"**{'MET' if ok else 'MISSED'}** ({'; '.join(reached)})."
+    ]
+
+
+def retrain_leads(
+    runs: dict[str, dict[int, dict[str, Any]]], lightly: dict[int, dict[str, Any]]
+) -> list[str]:
+    """Each retrained best config against lightly's mean best (the retrain-lead goal)."""
+    if not lightly:
+        return []
+    base = statistics.mean(r["best"] for r in lightly.values())
+    lines = []
     for method, by_seed in runs.items():
         retrains = [r["retrain"] for r in by_seed.values() if "retrain" in r]
-        if retrains and lightly:
-            base = statistics.mean(r["best"] for r in lightly.values())
+        if retrains:
             leads = [r["best"] - base for r in retrains]
             values = ", ".join(f"{r['best']:.1f}" for r in retrains)
             lines.append(
@@ -230,6 +241,32 @@ def previous_round(folder: Path, at_epoch: int) -> list[str]:
     ]
 
 
+def longer_searches(
+    folder: Path, lightly: dict[int, dict[str, Any]], base_budget: int, image_dir: Path
+) -> list[str]:
+    """TPE against random with a larger budget than ``base_budget`` (``folder``): TPE models more trials."""
+    runs = load(folder)
+    if not runs:
+        return []
+    any_run = next(iter(next(iter(runs.values())).values()))
+    curves = plot_curves(runs, image_dir / f"{folder.name}_curves.png")
+    return [
+        f"### Longer searches ({folder.name}/)",
+        "",
+        f"TPE against random only, {any_run['budget']} trial-epochs per seed (against {base_budget} above), "
+        f"ASHA searches that may start {any_run['settings']['num_samples']} trials; "
+        "the retrain is compared with lightly's runs above:",
+        "",
+        *summary_table(runs),
+        "",
+        *tpe_against_random(runs),
+        *retrain_leads(runs, lightly),
+        "",
+        f"![best so far, longer searches]({curves.relative_to(image_dir.parent).as_posix()})",
+        "",
+    ]
+
+
 def plot_curves(runs: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     for method, name in METHOD_NAMES.items():
@@ -274,7 +311,9 @@ def plot_sensitivity(points: list[tuple[float, float, float]], at_epoch: int, pa
     return path
 
 
-def render(folder: Path, image_dir: Path, previous: Path | None = None) -> list[str]:
+def render(
+    folder: Path, image_dir: Path, previous: Path | None = None, longer: Path | None = None
+) -> list[str]:
     runs = load(folder)
     if not runs:
         return [f"Not measured yet: `python benchmarks/search_quality.py` (writes {folder.name}/)."]
@@ -300,10 +339,15 @@ def render(folder: Path, image_dir: Path, previous: Path | None = None) -> list[
             f"![sensitivity to tau and learning rate]({sens.relative_to(image_dir.parent).as_posix()})",
             "",
         ]
+    if longer is not None:
+        lines += longer_searches(longer, runs.get("lightly", {}), any_run["budget"], image_dir)
     return lines + (previous_round(previous, at_epoch) if previous is not None else [])
 
 
 if __name__ == "__main__":
     here = Path(__file__).resolve().parent
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "results" / "search_quality"
-    print("\n".join(render(folder, here / "results", here / "results" / "search_quality_round2")))
+    results = here / "results"
+    print(
+        "\n".join(render(folder, results, results / "search_quality_round2", results / "search_quality_long"))
+    )

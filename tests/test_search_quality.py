@@ -81,6 +81,27 @@ def test_render_writes_table_and_plots(tmp_path: Path) -> None:
     assert (tmp_path / "results" / "search_quality_curves.png").stat().st_size > 0
 
 
+def test_longer_searches_section(tmp_path: Path) -> None:
+    folder = tmp_path / "results" / "long"
+    folder.mkdir(parents=True)
+    random = {**run("random_asha", 0, [20.0, 24.0, 30.0, 28.0]), "retrain": {"best": 27.0}}
+    tpe = run("tpe_asha", 0, [22.0, 30.0, 25.0, 26.0])
+    for r in (random, tpe):
+        r["settings"] = {"num_samples": 24}
+        (folder / f"{r['method']}-seed0.json").write_text(json.dumps(r))
+    lightly = {0: run("lightly", 0, [20.0, 21.0])}
+    section = report.longer_searches(folder, lightly, 2, tmp_path / "results")
+    assert section[0] == "### Longer searches (long/)"
+    assert "4 trial-epochs per seed (against 2 above)" in section[2] and "may start 24 trials" in section[2]
+    # TPE reaches random's 30.0 at its second trial-epoch: 2 <= 4 / 2
+    assert any("**MET**" in line and "TPE+ASHA after 2" in line for line in section)
+    assert any(
+        line.endswith("27.0, i.e. +6.0 over lightly's mean: lead kept (>= +5) in 1 of 1.") for line in section
+    )
+    assert (tmp_path / "results" / "long_curves.png").stat().st_size > 0
+    assert report.longer_searches(tmp_path / "missing", lightly, 2, tmp_path / "results") == []
+
+
 @pytest.mark.parametrize("method", search_quality.FIXED)
 def test_fixed_configs_are_valid_configs(method: str) -> None:
     config = search_quality.make_config({**search_quality.fixed_config(method, 24), **search_quality.STUDY})
