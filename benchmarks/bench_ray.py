@@ -51,7 +51,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--trials", type=int, nargs="+", default=[1, 3])
     p.add_argument("--long-epochs", type=int, default=0, help="also time one trial this long (0: skip)")
-    p.add_argument("--long-rounds", type=int, default=2, help="plain/trial pairs for --long-epochs")
+    p.add_argument("--long-rounds", type=int, default=3, help="plain/trial pairs for --long-epochs")
     args = p.parse_args()
     import ray
 

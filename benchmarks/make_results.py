@@ -42,6 +42,22 @@ def describe(machine: dict[str, Any]) -> str:
     return f"device **{machine['device']}**; " + "; ".join(parts)
 
 
+ROUND_SPREAD = 0.1  # interleaved rounds whose ratios differ by more: the machine was not quiet
+
+
+def rounds_disagree(result: dict[str, Any]) -> list[str]:
+    """A warning under bench_ray's long-trial line when its interleaved rounds disagree."""
+    rounds = result.get("figures", {}).get("long", {}).get("rounds", [])
+    ratios = [r["wall_seconds"] / r["plain_seconds"] for r in rounds]
+    if len(ratios) < 2 or max(ratios) - min(ratios) <= ROUND_SPREAD:
+        return []
+    return [
+        "",
+        f"> The long-trial rounds disagree ({min(ratios):.2f}x to {max(ratios):.2f}x, more than "
+        f"{ROUND_SPREAD} apart): the machine was not quiet during them, so that ratio is no verdict; rerun.",
+    ]
+
+
 def render(found: dict[str, dict[str, Any]]) -> str:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -69,7 +85,7 @@ def render(found: dict[str, dict[str, Any]]) -> str:
         lines += [f"Measured {result['date']}{' (--quick)' if result['quick'] else ''}; {settings}."]
         if len({describe(r["machine"]) for r in found.values()}) > 1:
             lines += ["Machine: " + describe(result["machine"]) + "."]
-        lines += ["", result["markdown"], ""]
+        lines += ["", result["markdown"], *rounds_disagree(result), ""]
     lines += ["## 6. Search quality: the search against hand-set configs at equal trial-epochs", ""]
     results = HERE / "results"
     lines += search_quality_report.render(
