@@ -12,7 +12,7 @@ On the embedded shapes data, per seed, each method spends the same ``--budget`` 
   Trials run as the product's one-worker trials do (``--runner trial``: in the Tune trial's process).
 
 Every evaluation (one per epoch) is an event; the curve is best-so-far ``knn_top1`` against cumulative
-trial-epochs. The best config of ``random_asha`` (what the default search does: its 6 trials are all
+trial-epochs. The best config of ``random_asha`` (what the default search does: its trials are all
 TPE's random start-up trials) is retrained with another seed; ``tpe_asha`` and ``tpe_noes`` model the
 results after 3 and 2 random trials (``TPE_STARTUP``). One JSON per (method, seed) goes
 to ``--out`` as soon as it is done, so a run can be split over processes and resumed (done files are kept).
@@ -49,7 +49,7 @@ SEARCHES = {"random_asha": ("random", "asha"), "tpe_asha": ("tpe", "asha"), "tpe
 METHODS = (*FIXED, *SEARCHES)
 DATA_KEYS = {"dataset", "data_dir", "image_size", "backbone", "small_image_stem", "input_norm", "num_workers"}
 RETRAIN_SEED_OFFSET = 100
-RETRAINED = "random_asha"  # what the default search does: its 6 trials are all TPE's random start-up trials
+RETRAINED = "random_asha"  # what the default search does: its 10 trials are all TPE's random start-up trials
 # TPE's random start-up trials as studied: half the trials (the product's rule until this study), at least 2
 TPE_STARTUP = {"random_asha": 10, "tpe_asha": 3, "tpe_noes": 2}
 STUDY = {"eval_every": 1, "linear_probe": False}

@@ -26,7 +26,7 @@ METHOD_NAMES = {
     "tpe_asha": "TPE after 3 random trials + ASHA",
     "tpe_noes": "TPE after 2 random trials, no early stopping",
 }
-DEFAULT_SEARCH = "random_asha"  # the default search's 6 trials are all TPE's random start-up trials
+DEFAULT_SEARCH = "random_asha"  # the default search's 10 trials are all TPE's random start-up trials
 TAU_BINS = ((0.0, 0.99), (0.99, 0.9961), (0.9961, 1.0))  # the paper: 0.99-0.996 best, 0.999 worse
 
 
@@ -87,7 +87,7 @@ def goals(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
         )
         per_seed = [searched[s]["best"] - lightly[s]["best"] for s in sorted(searched) if s in lightly]
         lines.append(
-            f"- Searched best ({METHOD_NAMES[DEFAULT_SEARCH]}: what the default search does, its 6 trials "
+            f"- Searched best ({METHOD_NAMES[DEFAULT_SEARCH]}: what the default search does, its trials "
             "being TPE's 10 random start-up trials) vs lightly's settings at equal trial-epochs: "
             f"**{lead:+.1f}** points on the mean "
             f"(per seed {', '.join(f'{d:+.1f}' for d in per_seed)}); goal >= +5: "

@@ -114,7 +114,7 @@ def test_workers_train_with_their_share_of_cores_rounded() -> None:
 
 
 def test_tpe_starts_with_optunas_ten_random_trials() -> None:
-    assert SearchSettings().tpe_startup_trials == 10  # a default search (6 trials) samples at random
+    assert SearchSettings().tpe_startup_trials == 10  # a default search (10 trials) samples at random
     with pytest.raises(ConfigError, match="--tpe-startup-trials: must be >= 1, got 0"):
         SearchSettings(tpe_startup_trials=0)
 

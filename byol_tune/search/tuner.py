@@ -127,9 +127,9 @@ def build_tuner(
     if settings.searcher == "tpe" and param_space:
         import optuna
 
-        # Optuna's default 10 random start-up trials: a search of up to 10 trials samples at random. The
-        # search-quality study (benchmarks/RESULTS.md, section 6) found TPE after 3 start-up trials worse
-        # than random sampling at the default budget of 6 trials, on every seed
+        # Optuna's default 10 random start-up trials: a search of up to 10 trials (the default's) samples at
+        # random. The search-quality study (benchmarks/RESULTS.md, section 6) found TPE after 3 start-up
+        # trials worse than random sampling at 24 and at 48 trial-epochs
         sampler = optuna.samplers.TPESampler(
             seed=settings.seed, multivariate=True, n_startup_trials=settings.tpe_startup_trials
         )
