@@ -50,7 +50,7 @@ METHODS = (*FIXED, *SEARCHES)
 DATA_KEYS = {"dataset", "data_dir", "image_size", "backbone", "small_image_stem", "input_norm", "num_workers"}
 RETRAIN_SEED_OFFSET = 100
 RETRAINED = "random_asha"  # what the default search does: its 10 trials are all TPE's random start-up trials
-# TPE's random start-up trials as studied: half the trials (the product's rule until this study), at least 2
+# TPE's random start-up trials per studied method (random_asha's 10 are the product's default)
 TPE_STARTUP = {"random_asha": 10, "tpe_asha": 3, "tpe_noes": 2}
 STUDY = {"eval_every": 1, "linear_probe": False}
 

@@ -38,6 +38,11 @@ def load(folder: Path) -> dict[str, dict[int, dict[str, Any]]]:
     return runs
 
 
+def first_run(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Any one run of a folder: what they share (budget, threads, settings) is read from it."""
+    return next(iter(next(iter(runs.values())).values()))
+
+
 def best_so_far(run: dict[str, Any]) -> list[float]:
     curve, best = [], -math.inf
     for event in run["events"]:
@@ -248,7 +253,7 @@ def longer_searches(
     runs = load(folder)
     if not runs:
         return []
-    any_run = next(iter(next(iter(runs.values())).values()))
+    any_run = first_run(runs)
     curves = plot_curves(runs, image_dir / f"{folder.name}_curves.png")
     return [
         f"### Longer searches ({folder.name}/)",
@@ -317,7 +322,7 @@ def render(
     runs = load(folder)
     if not runs:
         return [f"Not measured yet: `python benchmarks/search_quality.py` (writes {folder.name}/)."]
-    any_run = next(iter(next(iter(runs.values())).values()))
+    any_run = first_run(runs)
     at_epoch = 2
     points = search_trials(runs, at_epoch)
     lines = [
