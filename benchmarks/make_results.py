@@ -2,7 +2,8 @@
 
 ``python benchmarks/make_results.py --run`` runs every benchmark (``bench_*.py --json results/NAME.json``)
 and then writes RESULTS.md; without ``--run`` it only reads the JSON files already in ``--results``.
-The search-quality section comes from ``results/search_quality/`` (``search_quality.py``, run apart: hours).
+The search-quality section comes from ``results/search_quality/`` (``search_quality.py``, run apart: hours),
+and its tau sweep from ``results/tau_sweep/`` (``tau_sweep.py``, about 25 minutes).
 ``--quick`` (with ``--run``) makes smoke figures, and RESULTS.md then says so at the top.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import search_quality_report
+import tau_sweep
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
@@ -106,6 +108,7 @@ def render(found: dict[str, dict[str, Any]]) -> str:
         previous=results / "search_quality_round2",
         longer=results / "search_quality_long",
     )
+    lines += tau_sweep.render(results / "tau_sweep", results)
     return "\n".join(lines)
 
 
