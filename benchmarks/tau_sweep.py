@@ -78,6 +78,8 @@ def paired_gap(a: dict[int, float], b: dict[int, float]) -> float:
     """Mean of the per-seed differences ``a - b`` in standard errors (seeds pair up: same data, same
     initial weights; their spread is larger than tau's effect)."""
     diffs = [a[seed] - b[seed] for seed in sorted(set(a) & set(b))]
+    if len(diffs) < 2:
+        return math.nan  # no spread to compare with: never a verdict
     spread = statistics.stdev(diffs) / math.sqrt(len(diffs))
     return statistics.mean(diffs) / spread if spread else math.copysign(math.inf, statistics.mean(diffs))
 
@@ -129,14 +131,19 @@ def render(folder: Path, image_dir: Path) -> list[str]:
     runs = load(folder)
     if not runs:
         return []
+    from byol_tune.config import make_config
+
     first = next(iter(runs.values()))[0]
+    config = make_config(first["params"])  # the package's defaults filled in: what the runs trained
     final = {tau: {r["seed"]: r["history"][-1] for r in by_seed} for tau, by_seed in runs.items()}
     lines = [
         f"### Tau sweep ({folder.name}/)",
         "",
         f"One fixed config, {first['epochs']} epochs, only tau_base changed (`tau_sweep.py`: learning rate "
-        f"{first['params'].get('learning_rate', 2e-3):g}, the package's defaults for the other searched "
-        "keys, tau rising to 1 over all steps; 1 is a constant target):",
+        f"{config.learning_rate:g}, weight decay {config.weight_decay:g}, heads "
+        f"{config.projector_hidden_dim}-{config.projector_out_dim} / {config.predictor_hidden_dim}, "
+        "tau rising to 1 over all steps; "
+        "1 is a constant target):",
         "",
         f"| tau_base | seeds | final {KNN} (mean ± sd) | per seed | best epoch's {KNN} (mean ± sd) |",
         "|---|---|---|---|---|",

@@ -61,9 +61,14 @@ def test_verdict_pairs_seeds_and_agrees_contradicts_or_cannot_tell() -> None:
 
 def test_render_reads_runs_by_tau(tmp_path: Path) -> None:
     for tau, seed, history in ((1.0, 0, [10.0, 12.0]), (0.99, 1, [20.0, 19.0]), (0.99, 0, [21.0, 25.0])):
-        run = {"tau": tau, "seed": seed, "epochs": 2, "history": history, "params": {}, "minutes": 0.1}
+        params = {"learning_rate": 1e-3}  # the rest: the package's defaults, read back from the config
+        run = {"tau": tau, "seed": seed, "epochs": 2, "history": history, "params": params, "minutes": 0.1}
         (tmp_path / f"tau{tau}-seed{seed}.json").write_text(json.dumps(run))
     lines = tau_sweep.render(tmp_path, tmp_path)
+    assert lines[2].startswith(
+        "One fixed config, 2 epochs, only tau_base changed (`tau_sweep.py`: learning rate 0.001, "
+        "weight decay 0.05, heads 512-128 / 512, tau rising to 1 over all steps"
+    )
     assert lines[6:8] == [
         "| 0.99 | 2 | 22.0 ± 4.2 | 25.0, 19.0 | 22.5 ± 3.5 |",
         "| 1 (constant) | 1 | 12.0 | 12.0 | 12.0 |",
