@@ -44,13 +44,14 @@ def sweep_values(tau: float, seed: int, epochs: int, workdir: Path) -> dict[str,
 
 
 def run_one(tau: float, seed: int, epochs: int, workdir: Path) -> dict[str, Any]:
+    from search_quality import knn_history
+
     from byol_tune.config import make_config
     from byol_tune.core.fit import fit
 
     values = sweep_values(tau, seed, epochs, workdir)
     start = time.perf_counter()
-    result = fit(make_config(values), progress_bar=False)
-    history = [float(row[KNN]) for row in result.history]
+    history = knn_history(fit(make_config(values), progress_bar=False))
     return {
         "tau": tau,
         "seed": seed,
@@ -107,18 +108,18 @@ def verdict(final: dict[float, dict[int, float]]) -> list[str]:
     ]
 
 
-def plot(runs: dict[float, list[dict[str, Any]]], path: Path) -> Path:
+def plot(final: dict[float, dict[int, float]], path: Path) -> Path:
+    """``final``: each tau's last-epoch ``knn_top1`` by seed."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    xs = list(range(len(runs)))
+    xs = list(range(len(final)))
     by_seed: dict[int, list[tuple[int, float]]] = {}
-    for x, runs_of_tau in zip(xs, runs.values(), strict=True):
-        for run in runs_of_tau:
-            by_seed.setdefault(run["seed"], []).append((x, run["history"][-1]))
+    for x, per_seed in zip(xs, final.values(), strict=True):
+        for seed, knn in per_seed.items():
+            by_seed.setdefault(seed, []).append((x, knn))
     for seed, points in sorted(by_seed.items()):
         ax.plot(*zip(*points, strict=True), color="grey", lw=0.8, marker=".", label=f"seed {seed}")
-    means = [statistics.mean(r["history"][-1] for r in runs_of_tau) for runs_of_tau in runs.values()]
-    ax.plot(xs, means, "o-", lw=2, label="mean")
-    ax.set_xticks(xs, [label(t) for t in runs])
+    ax.plot(xs, [statistics.mean(per_seed.values()) for per_seed in final.values()], "o-", lw=2, label="mean")
+    ax.set_xticks(xs, [label(t) for t in final])
     ax.set(xlabel="tau_base", ylabel=f"final {KNN}", title="Tau sweep: one line per seed, and their mean")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -154,7 +155,7 @@ def render(folder: Path, image_dir: Path) -> list[str]:
             f"| {label(tau)} | {len(by_seed)} | {mean_sd(list(final[tau].values()))} | "
             f"{', '.join(f'{k:.1f}' for k in final[tau].values())} | {mean_sd(bests)} |"
         )
-    image = plot(runs, image_dir / f"{folder.name}.png")
+    image = plot(final, image_dir / f"{folder.name}.png")
     return [
         *lines,
         "",
