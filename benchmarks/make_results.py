@@ -2,8 +2,9 @@
 
 ``python benchmarks/make_results.py --run`` runs every benchmark (``bench_*.py --json results/NAME.json``)
 and then writes RESULTS.md; without ``--run`` it only reads the JSON files already in ``--results``.
-The search-quality section comes from ``results/search_quality/`` (``search_quality.py``, run apart: hours),
-and its tau sweep from ``results/tau_sweep/`` (``tau_sweep.py``, about 25 minutes).
+The search-quality section comes from ``search_quality/`` in that folder (``search_quality.py``, run apart:
+hours), and its tau sweep from ``tau_sweep/`` there (``tau_sweep.py``, about 25 minutes); their plots are
+written to that folder too.
 ``--quick`` (with ``--run``) makes smoke figures, and RESULTS.md then says so at the top.
 """
 
@@ -40,6 +41,12 @@ def run(results: Path, quick: bool, extra: list[str]) -> None:
         subprocess.run(cmd, check=True)
 
 
+def shown(folder: Path) -> str:
+    """``folder`` as RESULTS.md names it: from the repository root when it lies inside."""
+    folder = folder.resolve()
+    return folder.relative_to(HERE.parent).as_posix() if folder.is_relative_to(HERE.parent) else str(folder)
+
+
 def describe(machine: dict[str, Any]) -> str:
     parts = [f"{key}: {machine[key]}" for key in MACHINE_KEYS if key in machine]
     return f"device **{machine['device']}**; " + "; ".join(parts)
@@ -72,12 +79,12 @@ def long_trial_verdict(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def render(found: dict[str, dict[str, Any]]) -> str:
+def render(found: dict[str, dict[str, Any]], results: Path) -> str:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmark results",
         "",
-        f"Generated {now} by `python benchmarks/make_results.py` from `benchmarks/results/*.json`; "
+        f"Generated {now} by `python benchmarks/make_results.py` from `{shown(results)}/*.json`; "
         "do not edit by hand. How to run: [README.md](README.md).",
         "",
     ]
@@ -90,7 +97,7 @@ def render(found: dict[str, dict[str, Any]]) -> str:
         lines += [f"## {title}", ""]
         if name not in found:
             lines += [
-                f"Not measured yet: `python benchmarks/{script} --json benchmarks/results/{name}.json`.",
+                f"Not measured yet: `python benchmarks/{script} --json {shown(results)}/{name}.json`.",
                 "",
             ]
             continue
@@ -101,7 +108,6 @@ def render(found: dict[str, dict[str, Any]]) -> str:
             lines += ["Machine: " + describe(result["machine"]) + "."]
         lines += ["", result["markdown"], *long_trial_verdict(result), ""]
     lines += ["## 6. Search quality: the search against hand-set configs at equal trial-epochs", ""]
-    results = HERE / "results"
     lines += search_quality_report.render(
         results / "search_quality",
         results,
@@ -130,7 +136,7 @@ def main() -> None:
     }
     if not found:
         raise SystemExit(f"no benchmark JSON in {args.results}; run with --run, or the scripts with --json")
-    args.out.write_text(render(found))
+    args.out.write_text(render(found, args.results))
     print(f"wrote {args.out} from {', '.join(sorted(found))}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import make_results
 
 
@@ -27,3 +29,25 @@ def test_rounds_split_by_the_goal_are_no_verdict() -> None:
         "> The long-trial rounds disagree (0.90x to 1.70x): only 1 of 2 lie on the side of the 1.10x goal "
         "their median is on, so that ratio is no verdict; rerun."
     )
+
+
+def test_render_reads_every_section_from_the_results_folder_it_is_given(tmp_path: Path) -> None:
+    ema = {
+        "quick": True,
+        "machine": {"device": "cpu", "cpu_count": 2},
+        "date": "2026-11-24T00:00:00+00:00",
+        "settings": {"rounds": 1},
+        "markdown": "| EMA update | ms |",
+        "figures": {},
+    }
+    text = make_results.render({"ema": ema}, tmp_path)
+    assert f"from `{tmp_path.resolve()}/*.json`" in text
+    assert (
+        "Not measured yet: `python benchmarks/bench_step.py --json " + f"{tmp_path.resolve()}/step.json`."
+        in text
+    )
+    # the repository's own search-quality and tau-sweep results are not in this folder, so not in the page
+    assert "Not measured yet: `python benchmarks/search_quality.py` (writes search_quality/)." in text
+    assert "Tau sweep" not in text
+    assert list(tmp_path.iterdir()) == []  # nothing plotted into a folder with no runs
+    assert make_results.shown(make_results.HERE / "results") == "benchmarks/results"
