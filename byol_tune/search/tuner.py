@@ -15,6 +15,7 @@ from byol_tune.search.ray_train import Resources, make_torch_trainer, train_in_t
 from byol_tune.search.space import SearchSpace
 
 TRIAL_RUN_NAME = "train"  # the TorchTrainer run inside each trial's folder
+MODE = "max"  # every objective in metrics.OBJECTIVES is better higher
 TPE_STARTUP_TRIALS = 10  # random trials before TPE models the results (Optuna's default)
 
 
@@ -50,6 +51,11 @@ class SearchSettings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def first_rung(self) -> int:
+        """ASHA's first rung: the epoch every trial reaches before ASHA may stop it."""
+        return min(self.grace_period, self.max_epochs)
 
 
 def check_feasible(resources: Resources, max_concurrent: int, cluster: dict[str, float]) -> None:
@@ -119,32 +125,14 @@ def build_tuner(
     trial-epoch budget."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     param_space = space.to_tune()
-    mode = "max"
-    if settings.searcher == "tpe" and param_space:
-        import optuna
-
-        # Optuna's default 10 random start-up trials: a search of up to 10 trials (the default's) samples at
-        # random. The search-quality study (benchmarks/RESULTS.md, section 6) found TPE after 3 start-up
-        # trials worse than random sampling at 24 and at 48 trial-epochs
-        sampler = optuna.samplers.TPESampler(
-            seed=settings.seed, multivariate=True, n_startup_trials=settings.tpe_startup_trials
-        )
-        search_alg: Any = ConcurrencyLimiter(
-            OptunaSearch(sampler=sampler, metric=settings.objective, mode=mode),
-            max_concurrent=settings.max_concurrent,
-        )
-    else:
-        search_alg = BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent)
     scheduler: Any = (
         ASHAScheduler(
             time_attr="epoch",
             # max_t above the last report: at max_t Tune kills the trial before Train shuts down cleanly
             max_t=settings.max_epochs + 1,
-            grace_period=min(settings.grace_period, settings.max_epochs),
+            grace_period=settings.first_rung,
             reduction_factor=settings.reduction_factor,
         )
         if settings.scheduler == "asha"
@@ -155,8 +143,8 @@ def build_tuner(
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=settings.objective,
-            mode=mode,
-            search_alg=search_alg,
+            mode=MODE,
+            search_alg=make_searcher(settings, searched=bool(param_space)),
             scheduler=scheduler,
             num_samples=settings.num_samples,
             # in-trial runs reuse the trial's process (its imports); a TorchTrainer driver reused after
@@ -171,6 +159,34 @@ def build_tuner(
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
+
+
+def make_searcher(settings: SearchSettings, searched: bool) -> Any:
+    """Optuna TPE (random for its start-up trials), or random sampling for ``--searcher random`` or a space
+    with nothing to search; at most ``max_concurrent`` trials at a time."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from byol_tune.search.searcher import RungOptunaSearch
+
+    if settings.searcher != "tpe" or not searched:
+        return BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent)
+    import optuna
+
+    # Optuna's default 10 random start-up trials: a search of up to 10 trials (the default's) samples at
+    # random. The search-quality study (benchmarks/RESULTS.md, section 6) found TPE after 3 start-up
+    # trials worse than random sampling at 24 and at 48 trial-epochs
+    sampler = optuna.samplers.TPESampler(
+        seed=settings.seed, multivariate=True, n_startup_trials=settings.tpe_startup_trials
+    )
+    kwargs: dict[str, Any] = {"sampler": sampler, "metric": settings.objective, "mode": MODE}
+    searcher = (
+        # under ASHA, TPE compares trials at the first rung's epoch, which every trial reaches
+        RungOptunaSearch(rung_epoch=settings.first_rung, **kwargs)
+        if settings.scheduler == "asha"
+        else OptunaSearch(**kwargs)
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)
 
 
 def make_trainable(

@@ -1,0 +1,58 @@
+"""TPE under ASHA is told each trial's objective at the first rung, not at the epoch the trial ended."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from ray import tune
+from ray.tune.search import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from byol_tune.metrics import KNN_TOP1
+from byol_tune.search.searcher import RungOptunaSearch
+from byol_tune.search.tuner import SearchSettings, make_searcher
+
+
+def report(search: OptunaSearch, trial_id: str, values: dict[int, float], error: bool = False) -> None:
+    search.suggest(trial_id)
+    results = [{"epoch": epoch, KNN_TOP1: v, "training_iteration": epoch} for epoch, v in values.items()]
+    for result in results:
+        search.on_trial_result(trial_id, result)
+    search.on_trial_complete(trial_id, result=None if error else results[-1], error=error)
+
+
+def told(search: OptunaSearch) -> list[tuple[optuna.trial.TrialState, float | None]]:
+    return [(t.state, t.value) for t in search._ot_study.trials]
+
+
+@pytest.fixture
+def space() -> dict:
+    return {"learning_rate": tune.loguniform(1e-4, 1e-2)}
+
+
+def test_trials_are_compared_at_the_first_rung(space: dict) -> None:
+    search = RungOptunaSearch(space=space, metric=KNN_TOP1, mode="max", rung_epoch=2, seed=0)
+    report(search, "finished", {1: 10.0, 2: 12.0, 4: 20.0, 8: 30.0})
+    report(search, "stopped_by_asha", {1: 11.0, 2: 15.0})
+    report(search, "budget_stopped_before_the_rung", {1: 9.0})
+    report(search, "failed", {1: 8.0}, error=True)
+    complete, fail = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+    assert told(search) == [(complete, 12.0), (complete, 15.0), (complete, 9.0), (fail, None)]
+
+
+def test_ray_optuna_search_alone_ranks_a_finished_trial_by_its_last_epoch(space: dict) -> None:
+    # why RungOptunaSearch exists: the stopped trial was better at epoch 2, yet Optuna hears 30 against 15
+    search = OptunaSearch(space=space, metric=KNN_TOP1, mode="max", seed=0)
+    report(search, "finished", {1: 10.0, 2: 12.0, 4: 20.0, 8: 30.0})
+    report(search, "stopped_by_asha", {1: 11.0, 2: 15.0})
+    assert [value for _, value in told(search)] == [30.0, 15.0]
+
+
+def test_tpe_gets_the_rung_searcher_only_under_asha() -> None:
+    asha = make_searcher(SearchSettings(max_epochs=8, grace_period=3), searched=True).searcher
+    assert type(asha) is RungOptunaSearch and asha.rung_epoch == 3
+    short = make_searcher(SearchSettings(max_epochs=1, grace_period=3), searched=True).searcher
+    assert short.rung_epoch == 1  # a search shorter than the grace period: its one epoch
+    assert type(make_searcher(SearchSettings(scheduler="none"), searched=True).searcher) is OptunaSearch
+    assert type(make_searcher(SearchSettings(searcher="random"), searched=True)) is BasicVariantGenerator
+    assert type(make_searcher(SearchSettings(), searched=False)) is BasicVariantGenerator
