@@ -8,21 +8,31 @@ backbone when training starts and logged with their resolved values.
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from byol_tune.errors import ConfigError, reason
 
 DatasetName = Literal["shapes", "cifar10", "cifar100", "stl10", "imagefolder", "vectors"]
+# what lightning.Trainer accepts for ``precision`` and ``accelerator`` (checked here, before any run folder)
+Precision = Literal[
+    "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", "16", "bf16",
+    "transformer-engine", "transformer-engine-float16",
+]  # fmt: skip
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
 
 
 class BYOLConfig(BaseModel):
     """Everything a BYOL run needs. Unknown keys are errors, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are never a learning rate or a probability; 16 in a YAML file is the text "16"
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, allow_inf_nan=False, coerce_numbers_to_str=True
+    )
 
     # data
     dataset: DatasetName = "shapes"
@@ -94,14 +104,38 @@ class BYOLConfig(BaseModel):
 
     # runtime
     seed: int = 0
-    accelerator: str = "auto"
+    accelerator: Accelerator = "auto"
     devices: int = Field(1, ge=1)
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: Precision = "32-true"
     sync_batchnorm: bool = False
     num_workers: int = Field(0, ge=0)
     output_dir: str = "runs"
     name: str = "byol"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        from byol_tune.parts.backbones import backbone_names
+
+        if value not in backbone_names():
+            raise ValueError(f"unknown backbone; choose from {', '.join(backbone_names())}")
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from lightning.pytorch.strategies import StrategyRegistry  # lazily: only to read its names
+
+        names = ["auto", *StrategyRegistry.available_strategies()]
+        if value not in names:
+            raise ValueError(f"unknown strategy; choose from {', '.join(names)}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> BYOLConfig:
@@ -140,10 +174,10 @@ def make_config(values: dict[str, Any], where: str = "config") -> BYOLConfig:
         return BYOLConfig(**values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "config"
+        key = ".".join(str(part) for part in error["loc"])
         got = f" (got {error['input']!r})" if key in values else ""
         message = str(error["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {key}: {message}{got}") from None
+        raise ConfigError(f"{where}: {key + ': ' if key else ''}{message}{got}") from None
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
@@ -169,12 +203,26 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected key=value")
+        key = key.strip()
+        if raw and _wants_text(key):  # name=2024, precision=16: the text as typed
+            values[key] = raw
+            continue
         try:
             value = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError:
             raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
-        values[key.strip()] = _number_or_value(value)
+        values[key] = number_or_value(value)
     return values
+
+
+def _wants_text(key: str) -> bool:
+    """Whether the config key holds text only (a path, a name, a choice of words)."""
+    field = BYOLConfig.model_fields.get(key)
+    if field is None:
+        return False
+    annotation = field.annotation
+    kinds = () if typing.get_origin(annotation) is Literal else typing.get_args(annotation)
+    return all(k in (str, type(None)) or typing.get_origin(k) is Literal for k in kinds or (annotation,))
 
 
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
@@ -193,7 +241,7 @@ def resolve_config_path(path: str | Path) -> Path:
     return shipped_configs().get(str(path), candidate)
 
 
-def _number_or_value(value: Any) -> Any:
+def number_or_value(value: Any) -> Any:
     """YAML 1.1 reads ``1e-3`` as a string; a number is what anyone typing it means."""
     if isinstance(value, str):
         try:

@@ -12,6 +12,7 @@ from byol_tune import metrics
 from byol_tune.cli import add_set_flag, run_cli
 from byol_tune.config import field_names, load_config
 from byol_tune.core.fit import FitResult, fit
+from byol_tune.errors import ConfigError
 
 __all__ = ["FitResult", "fit", "main"]
 
@@ -31,18 +32,20 @@ def parser() -> argparse.ArgumentParser:
         help="train a search's best config through Ray Train, then evaluate and export it",
     )
     p.add_argument("--max-epochs", type=int, help="with --from-search: epochs for the final run")
-    p.add_argument("--workers", type=int, default=1, help="with --from-search: Ray Train workers (DDP)")
+    p.add_argument("--workers", type=int, help="with --from-search: Ray Train workers (DDP), default 1")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
+    _check_flags(args)
     if args.from_search:
         from byol_tune.config import parse_overrides
         from byol_tune.search.final import train_best
 
-        final = train_best(args.from_search, args.max_epochs, args.workers, parse_overrides(args.overrides))
+        workers = 1 if args.workers is None else args.workers
+        final = train_best(args.from_search, args.max_epochs, workers, parse_overrides(args.overrides))
         print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in final.metrics.items()))
         print(f"backbone: {final.state_dict_path} (state_dict), {final.torchscript_path} (TorchScript)")
         return 0
@@ -54,6 +57,19 @@ def _main(argv: list[str] | None) -> int:
         print(f"{metrics.KNN_TOP1}: {result.metrics[metrics.KNN_TOP1]:.2f}%")
     print(f"written to: {result.run_dir}")
     return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags of the other mode are refused, never silently ignored."""
+    if args.from_search:
+        for flag, value in (("--config", args.config), ("--resume", args.resume)):
+            if value is not None:
+                raise ConfigError(f"{flag}: not with --from-search, which trains the search's best config")
+        return
+    for flag, value in (("--max-epochs", args.max_epochs), ("--workers", args.workers)):
+        if value is not None:
+            hint = " (set the epochs with --set max_epochs=N)" if flag == "--max-epochs" else ""
+            raise ConfigError(f"{flag}: only with --from-search{hint}")
 
 
 def main(argv: list[str] | None = None) -> int:

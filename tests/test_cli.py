@@ -6,10 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from formats import write_image_folder
 from tiny import run_module
 
-from byol_tune.config import load_config, parse_overrides
+from byol_tune.config import load_config, make_config, parse_overrides
 from byol_tune.errors import ConfigError
 
 
@@ -40,6 +41,10 @@ CASES = {
     "not a mapping": ("- 1\n- 2\n", ["expected a mapping"]),
     "unknown dataset": ("dataset: imagenet21k\n", ["dataset", "imagenet21k"]),
     "missing data_dir": ("dataset: cifar10\n", ["data_dir is required"]),
+    "unknown backbone": ("backbone: resnet9000\n", ["backbone: unknown backbone; choose from mlp,", "9000"]),
+    "bad precision": ("precision: bogus\n", ["precision", "'bf16-mixed'", "bogus"]),
+    "infinite value": ("learning_rate: .inf\n", ["learning_rate: Input should be a finite number"]),
+    "bad strategy": ("strategy: bogus\n", ["strategy: unknown strategy; choose from auto, ddp,", "bogus"]),
 }
 
 
@@ -132,6 +137,33 @@ def test_overrides_are_yaml_typed() -> None:
         "blur": False,
         "name": "x",
     }
+    # text keys keep the text as typed: Lightning's precision 16, a run named 2024, a folder named 1e3
+    assert parse_overrides(["precision=16", "name=2024", "data_dir=1e3", "data_dir2=1e3"]) == {
+        "precision": "16",
+        "name": "2024",
+        "data_dir": "1e3",
+        "data_dir2": 1000.0,  # unknown key: YAML-typed, refused later by the config
+    }
+    assert load_config(None, ["precision=16", "name=2024"]).precision == "16"
+    assert make_config({"precision": 16, "name": 2024}).name == "2024"  # from a YAML file
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_refused_trainer_options_leave_no_run_folder(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    # a CUDA accelerator on this CPU-only machine: Lightning refuses it once the data is built
+    proc = run_train("--set", "accelerator=cuda", "--set", f"output_dir={runs}", cwd=tmp_path)
+    assert_one_line_error(proc, "accelerator 'cuda'", "Lightning refused them")
+    assert list(runs.iterdir()) == []
+
+
+def test_flags_of_the_other_mode_are_refused(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run_train("--max-epochs", "3", cwd=tmp_path), "--max-epochs: only with --from-search"
+    )
+    assert_one_line_error(run_train("--workers", "2", cwd=tmp_path), "--workers: only with --from-search")
+    proc = run_train("--from-search", str(tmp_path), "--config", "x.yaml", cwd=tmp_path)
+    assert_one_line_error(proc, "--config: not with --from-search")
 
 
 def test_shipped_config_by_name_and_override() -> None:

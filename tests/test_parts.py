@@ -55,6 +55,9 @@ def test_tau_endpoints_midpoint_and_constant() -> None:
 def test_cosine_schedule_minerva_signature() -> None:
     assert momentum.cosine_schedule(0, 10, 0.996, 1.0) == pytest.approx(0.996)
     assert momentum.cosine_schedule(10, 10, 0.996, 1.0) == 1.0
+    # lightly's period: a full cycle, start -> end -> start
+    cycle = [momentum.cosine_schedule(s, 10, 0.5, 1.0, period=4) for s in range(5)]
+    assert cycle == pytest.approx([0.5, 0.75, 1.0, 0.75, 0.5])
     with pytest.raises(ValueError, match="max_steps"):
         momentum.cosine_schedule(0, 0, 0.9, 1.0)
 

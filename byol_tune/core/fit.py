@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -114,22 +115,30 @@ def fit(
     )
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
     steps_per_epoch = max(1, len(parts.splits.train) // config.batch_size)  # type: ignore[arg-type]
-    trainer = L.Trainer(
-        max_epochs=config.max_epochs,
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy=config.strategy,
-        precision=config.precision,  # type: ignore[arg-type]
-        accumulate_grad_batches=config.accumulate_grad_batches,
-        sync_batchnorm=config.sync_batchnorm,
-        logger=logger,
-        callbacks=[parts.knn, checkpoint, last, *(callbacks or [])],
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=min(50, steps_per_epoch),
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
+    try:
+        trainer = L.Trainer(
+            max_epochs=config.max_epochs,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            strategy=config.strategy,
+            precision=config.precision,
+            accumulate_grad_batches=config.accumulate_grad_batches,
+            sync_batchnorm=config.sync_batchnorm,
+            logger=logger,
+            callbacks=[parts.knn, checkpoint, last, *(callbacks or [])],
+            enable_progress_bar=progress_bar,
+            enable_model_summary=False,
+            log_every_n_steps=min(50, steps_per_epoch),
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
+    except (MisconfigurationException, ValueError, ImportError) as exc:  # e.g. a GPU asked for on a CPU
+        if run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # made above for this run, still empty: leave nothing behind
+        raise ConfigError(
+            f"accelerator {config.accelerator!r} / strategy {config.strategy!r} / precision "
+            f"{config.precision!r}: Lightning refused them: {reason(exc)}"
+        ) from None
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
     logger.log_hyperparams(hparams(config))

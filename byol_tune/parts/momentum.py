@@ -14,10 +14,17 @@ import torch
 from torch import nn
 
 
-def cosine_schedule(step: int, max_steps: int, start_value: float, end_value: float) -> float:
-    """Cosine ramp from ``start_value`` at ``step=0`` to ``end_value`` at ``step>=max_steps``."""
+def cosine_schedule(
+    step: int, max_steps: int, start_value: float, end_value: float, period: int | None = None
+) -> float:
+    """Cosine ramp from ``start_value`` at ``step=0`` to ``end_value`` at ``step>=max_steps``; with
+    ``period`` (lightly's argument), a full cosine cycle every ``period`` steps instead."""
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
+    if period is not None:
+        if period < 1:
+            raise ValueError(f"period must be >= 1, got {period}")
+        return end_value - (end_value - start_value) * (math.cos(2 * math.pi * step / period) + 1) / 2
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     if step >= max_steps:

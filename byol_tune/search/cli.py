@@ -16,12 +16,12 @@ from byol_tune import metrics
 from byol_tune.cli import add_set_flag
 from byol_tune.config import parse_overrides, save_config
 from byol_tune.core.data import load_splits
-from byol_tune.errors import ConfigError
+from byol_tune.errors import ConfigError, reason
 from byol_tune.io import atomic_write_text
 from byol_tune.search import results
 from byol_tune.search.ray_train import Resources, init_ray
 from byol_tune.search.report import rank, write_reports
-from byol_tune.search.space import SearchSpace, load_space, space_names
+from byol_tune.search.space import SEARCH_SETS, SearchSpace, load_space, space_names
 from byol_tune.search.tuner import (
     TPE_STARTUP_TRIALS,
     SearchSettings,
@@ -100,14 +100,16 @@ def search_main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     start = time.perf_counter()
     if args.resume:
+        _check_resume_alone(args)
         state = _read_state(Path(args.resume))
         args = parser().parse_args(state["argv"] + ["--resume", args.resume])
+    _check_flags(args)
     space = load_space(args.space)
     budget = space.budget
     settings = SearchSettings(
-        num_samples=args.num_samples or budget.get("num_samples", 8),
-        max_epochs=args.max_epochs or budget.get("max_epochs", 6),
-        max_concurrent=args.max_concurrent or budget.get("max_concurrent", 1),
+        num_samples=_given(args.num_samples, budget.get("num_samples", 8)),
+        max_epochs=_given(args.max_epochs, budget.get("max_epochs", 6)),
+        max_concurrent=_given(args.max_concurrent, budget.get("max_concurrent", 1)),
         searcher=args.searcher,
         scheduler=args.scheduler,
         grace_period=budget.get("grace_period", 2),
@@ -121,7 +123,7 @@ def search_main(argv: list[str] | None) -> int:
         base["dataset"] = args.dataset
     if args.data_dir:
         base["data_dir"] = args.data_dir
-    base.update(parse_overrides(args.overrides))
+    base.update(_check_overrides(parse_overrides(args.overrides), space))
     overrides = trial_overrides(settings, base)
     config = sample_config(space, overrides)
     splits = load_splits(config)  # bad data fails here, before any Ray process starts
@@ -214,8 +216,6 @@ def _run(
 
 def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: int) -> Resources:
     workers = args.workers_per_trial
-    if workers < 1:
-        raise ConfigError(f"--workers-per-trial: must be >= 1, got {workers}")
     driver = 0.1
     cpus = args.cpus_per_worker
     if cpus is None:  # share what the cluster has between the concurrent trials' workers
@@ -223,10 +223,6 @@ def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: 
             0.1,
             math.floor(10 * (cluster.get("CPU", 1.0) - concurrent * driver) / (concurrent * workers)) / 10,
         )
-    if cpus <= 0:
-        raise ConfigError(f"--cpus-per-worker: must be > 0, got {cpus}")
-    if args.gpus_per_worker < 0:
-        raise ConfigError(f"--gpus-per-worker: must be >= 0, got {args.gpus_per_worker}")
     return Resources(
         workers=workers,
         cpus_per_worker=cpus,
@@ -234,6 +230,51 @@ def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: 
         driver_cpus=driver,
         in_trial=args.runner == "trial" or (args.runner == "auto" and workers == 1),
     )
+
+
+def _given(flag: int | None, default: int) -> int:
+    """A flag's value when given (0 included, which SearchSettings then refuses), else the default."""
+    return default if flag is None else flag
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags Ray would only trip on after its cluster started, refused before it starts."""
+    cpus, gpus = args.cpus_per_worker, args.gpus_per_worker
+    if cpus is not None and not (math.isfinite(cpus) and cpus > 0):
+        raise ConfigError(f"--cpus-per-worker: must be a number > 0, got {cpus}")
+    if not (math.isfinite(gpus) and gpus >= 0):
+        raise ConfigError(f"--gpus-per-worker: must be a number >= 0, got {gpus}")
+    if args.workers_per_trial < 1:
+        raise ConfigError(f"--workers-per-trial: must be >= 1, got {args.workers_per_trial}")
+    if args.dashboard_port is not None and not 1 <= args.dashboard_port <= 65535:
+        raise ConfigError(f"--dashboard-port: must be 1-65535, got {args.dashboard_port}")
+    if args.name in ("", ".", "..") or Path(args.name).name != args.name:
+        raise ConfigError(f"--name: a folder name inside --storage-path, without '/', got {args.name!r}")
+    storage = Path(args.storage_path).expanduser()
+    existing = next((p for p in (storage, *storage.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"--storage-path {storage}: {existing} is a file, not a folder")
+
+
+def _check_overrides(overrides: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """``--set`` keys the search itself sets or samples would be overwritten, or overwrite the search."""
+    for key in overrides:
+        if key in SEARCH_SETS:
+            raise ConfigError(f"--set {key}: set by the search; use {SEARCH_SETS[key]}")
+        if key in space.params:
+            raise ConfigError(
+                f"--set {key}: searched by {space.path.name}; fix it in a copy of that space instead"
+            )
+    return overrides
+
+
+def _check_resume_alone(args: argparse.Namespace) -> None:
+    """A resumed search keeps the flags it started with; other flags would be silently dropped."""
+    defaults = vars(parser().parse_args([]))
+    changed = [k for k, v in vars(args).items() if k != "resume" and v != defaults[k]]
+    if changed:
+        flags = ", ".join("--set" if k == "overrides" else "--" + k.replace("_", "-") for k in changed)
+        raise ConfigError(f"--resume: continues with the flags the search started with; drop {flags}")
 
 
 def _print_dashboard(url: str | None) -> None:
@@ -267,7 +308,10 @@ def _read_state(experiment: Path) -> dict[str, Any]:
         raise ConfigError(f"--resume {experiment}: no such experiment folder")
     if not state_file.is_file():
         raise ConfigError(f"--resume {experiment}: not a byol-tune experiment (no {STATE_FILE})")
-    state = yaml.safe_load(state_file.read_text())
+    try:
+        state = yaml.safe_load(state_file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--resume {state_file}: not valid YAML: {reason(exc)}") from None
     if not isinstance(state, dict) or not isinstance(state.get("argv"), list):
         raise ConfigError(f"--resume {state_file}: unreadable experiment state")
     return state

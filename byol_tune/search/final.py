@@ -16,6 +16,7 @@ import torch
 
 from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run
+from byol_tune.core.data import load_splits
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 from byol_tune.search.ray_train import (
@@ -52,6 +53,7 @@ def train_best(
     config = make_config(values, where=f"--from-search {experiment}")
     if workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
+    load_splits(config)  # data moved or deleted since the search: fails here, before any folder or Ray
     folder = fresh_dir(Path(experiment).resolve(), "final")
     save_config(config, folder / "config.yaml")
     init_ray(None)

@@ -88,7 +88,7 @@ def lightning_trainer(
     """The Lightning Trainer of a Ray run (Train worker or in-trial): Ray reports, no own checkpoints."""
     return L.Trainer(
         max_epochs=config.max_epochs,
-        precision=config.precision,  # type: ignore[arg-type]
+        precision=config.precision,
         accumulate_grad_batches=config.accumulate_grad_batches,
         sync_batchnorm=config.sync_batchnorm,
         callbacks=[parts.knn, *callbacks],
@@ -268,7 +268,7 @@ def init_ray(address: str | None, dashboard_port: int | None = None, **kwargs: A
         env = {k: os.environ.get(k, v) for k, v in TRIAL_ENV.items()}
         try:
             return ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, **kwargs)
-        except (ConnectionError, ray.exceptions.RayError) as exc:
+        except (ConnectionError, ValueError, ray.exceptions.RayError) as exc:  # ValueError: bad format
             raise ConfigError(
                 f"--address {address}: cannot join the Ray cluster ({reason(exc)[:200]}); "
                 "with token auth set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the output of "

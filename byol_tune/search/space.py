@@ -19,15 +19,17 @@ its config key as its name.
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from byol_tune.config import BYOLConfig, field_names, make_config, read_yaml_mapping
+from byol_tune.config import BYOLConfig, field_names, make_config, number_or_value, read_yaml_mapping
 from byol_tune.errors import ConfigError
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 KINDS = ("uniform", "loguniform", "int", "logint", "choice", "one_minus_loguniform")
+CONTINUOUS = ("uniform", "loguniform", "one_minus_loguniform")
 BUDGET_KEYS = {
     "num_samples": int,
     "max_epochs": int,
@@ -36,6 +38,10 @@ BUDGET_KEYS = {
     "max_concurrent": int,
 }
 ONE_MINUS = "one_minus_"
+SEARCH_SETS = {
+    "max_epochs": "search: max_epochs or --max-epochs",
+    "seed": "--seed",
+}  # per trial, not per space
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ def _distribution(where: str, key: str, spec: dict[str, Any]) -> Distribution:
         if not args:
             raise ConfigError(f"{where}: {key}: choice needs at least one value")
         return Distribution(kind, tuple(args))
+    args = [number_or_value(v) for v in args]  # YAML 1.1 reads 1e-4 as text
     if len(args) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in args):
         raise ConfigError(f"{where}: {key}: {kind} needs [low, high] numbers, got {args!r}")
     low, high = args
@@ -122,6 +129,11 @@ def _distribution(where: str, key: str, spec: dict[str, Any]) -> Distribution:
     if kind in ("uniform", "loguniform") and math.isclose(low, high):
         raise ConfigError(f"{where}: {key}: low equals high ({low}); write a fixed value instead")
     return Distribution(kind, (low, high))
+
+
+def _holds_int(key: str) -> bool:
+    annotation = BYOLConfig.model_fields[key].annotation
+    return int in (typing.get_args(annotation) or (annotation,))
 
 
 def _budget(where: str, data: Any) -> dict[str, int]:
@@ -163,8 +175,15 @@ def load_space(name: str | Path) -> SearchSpace:
     for key, spec in entries.items():
         if key not in field_names():
             make_config({key: None}, where=where)  # raises the unknown-key error with a hint
+        if key in SEARCH_SETS:
+            raise ConfigError(f"{where}: space: {key}: set by the search; use {SEARCH_SETS[key]}")
         if isinstance(spec, dict):
             params[key] = _distribution(where, key, spec)
+            if params[key].kind in CONTINUOUS and _holds_int(key):
+                raise ConfigError(
+                    f"{where}: {key}: an integer key; sample it with int, logint or choice, "
+                    f"not {params[key].kind}"
+                )
         else:
             fixed[key] = spec
     space = SearchSpace(path=path, fixed=fixed, params=params, budget=_budget(where, data.get("search")))

@@ -1,0 +1,104 @@
+"""Search flags Ray would only trip on after its cluster started: one line, exit 2, before any Ray process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from byol_tune.cli import run_cli
+from byol_tune.io import atomic_write_text
+from byol_tune.search.cli import STATE_FILE, search_main
+from byol_tune.search.space import load_space
+
+
+def error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert run_cli(search_main, argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0].removeprefix("error: ")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num-samples", "0"], "--num-samples: must be >= 1, got 0"),
+        (["--max-epochs", "0"], "--max-epochs: must be >= 1, got 0"),
+        (["--max-concurrent", "0"], "--max-concurrent: must be >= 1, got 0"),
+        (["--cpus-per-worker", "nan"], "--cpus-per-worker: must be a number > 0, got nan"),
+        (["--gpus-per-worker", "inf"], "--gpus-per-worker: must be a number >= 0, got inf"),
+        (["--workers-per-trial", "0"], "--workers-per-trial: must be >= 1, got 0"),
+        (["--dashboard-port", "-5"], "--dashboard-port: must be 1-65535, got -5"),
+        (["--name", "../escape"], "--name: a folder name inside --storage-path, without '/'"),
+        (["--name", ""], "--name: a folder name inside --storage-path, without '/', got ''"),
+        (["--set", "max_epochs=2"], "--set max_epochs: set by the search; use search: max_epochs or"),
+        (["--set", "seed=7"], "--set seed: set by the search; use --seed"),
+        (["--set", "learning_rate=1e-3"], "--set learning_rate: searched by default.yaml; fix it in a copy"),
+        (["--set", "strategy=bogus"], "strategy: unknown strategy; choose from auto, ddp,"),
+        (["--set", "backbone=resnet9000"], "backbone: unknown backbone; choose from mlp, resnet18,"),
+    ],
+)  # fmt: skip
+def test_bad_flag_is_one_line_before_ray(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert message in error_of([*flags, "--storage-path", str(tmp_path / "runs")], capsys)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_storage_path_under_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("kept")
+    message = error_of(["--storage-path", str(afile / "runs")], capsys)
+    assert message == f"--storage-path {afile / 'runs'}: {afile} is a file, not a folder"
+    assert afile.read_text() == "kept"
+
+
+def test_resume_keeps_its_flags_and_reads_its_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    experiment = tmp_path / "byol_search"
+    experiment.mkdir()
+    atomic_write_text(experiment / STATE_FILE, yaml.safe_dump({"argv": ["--num-samples", "3"]}))
+    message = error_of(["--resume", str(experiment), "--num-samples", "50", "--max-epochs", "2"], capsys)
+    assert (
+        message
+        == "--resume: continues with the flags the search started with; drop --num-samples, --max-epochs"
+    )
+    (experiment / STATE_FILE).write_text("argv: [--space\n")
+    assert error_of(["--resume", str(experiment)], capsys).startswith(
+        f"--resume {experiment / STATE_FILE}: not valid YAML: "
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("batch_size: {uniform: [32, 128]}", "batch_size: an integer key; sample it with int"),
+        ("max_epochs: 3", "space: max_epochs: set by the search; use search: max_epochs or --max-epochs"),
+        ("seed: 1", "space: seed: set by the search; use --seed"),
+    ],
+)  # fmt: skip
+def test_space_refuses_keys_it_cannot_sample(
+    entry: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(f"space:\n  {entry}\n")
+    assert error_of(["--space", str(space)], capsys).startswith(f"{space}: {message}")
+
+
+def test_space_bounds_in_exponent_notation(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("space:\n  learning_rate: {loguniform: [1e-4, 1e-2]}\n")  # YAML 1.1: two strings
+    assert load_space(space).params["learning_rate"].args == (1e-4, 1e-2)
+
+
+def test_results_are_readable_by_others(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "best_config.yaml", "a: 1\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "best_config.yaml").stat().st_mode & 0o777 == 0o644
