@@ -183,6 +183,8 @@ def make_config(values: dict[str, Any], where: str = "config") -> BYOLConfig:
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; missing, unreadable or non-mapping files error."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a YAML config file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
@@ -238,7 +240,10 @@ def resolve_config_path(path: str | Path) -> Path:
     candidate = Path(path)
     if candidate.exists() or candidate.suffix:
         return candidate
-    return shipped_configs().get(str(path), candidate)
+    shipped = shipped_configs()
+    if str(path) not in shipped:
+        raise ConfigError(f"{path}: no such config file, nor a shipped config ({', '.join(shipped)})")
+    return shipped[str(path)]
 
 
 def number_or_value(value: Any) -> Any:

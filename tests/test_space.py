@@ -83,3 +83,22 @@ def test_bad_space_is_one_clear_error(tmp_path: Path, case: str) -> None:
 def test_missing_space_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_space(tmp_path / "nope.yaml")
+    with pytest.raises(
+        ConfigError, match=r"^--space nope: no such file, nor a shipped space \(cifar10, default,"
+    ):
+        load_space("nope")
+    with pytest.raises(ConfigError, match="a folder, not a YAML config file"):
+        load_space(tmp_path)
+
+
+def test_wheel_lists_every_package_and_ships_the_spaces() -> None:
+    # pyproject lists the packages by hand (to ship search_spaces/ inside the wheel): a new folder of
+    # modules must be added there, or a non-editable install would lack it
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {p.parent for p in (root / "byol_tune").rglob("*.py")}
+    expected = {".".join(f.relative_to(root).parts) for f in folders}
+    assert set(setuptools["packages"]) == expected | {"byol_tune.search_spaces"}
+    assert setuptools["package-dir"]["byol_tune.search_spaces"] == "search_spaces"
+    assert space_names() == sorted(p.stem for p in (root / "search_spaces").glob("*.yaml"))

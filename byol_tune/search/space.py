@@ -27,7 +27,11 @@ from typing import Any
 from byol_tune.config import BYOLConfig, field_names, make_config, number_or_value, read_yaml_mapping
 from byol_tune.errors import ConfigError
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+# a checkout's (editable installs) or, in an installed wheel, the copy packaged as byol_tune/search_spaces
+SPACES_DIR = next(
+    (d for d in (Path(__file__).resolve().parents[i] / "search_spaces" for i in (2, 1)) if d.is_dir()),
+    Path(__file__).resolve().parents[2] / "search_spaces",
+)
 KINDS = ("uniform", "loguniform", "int", "logint", "choice", "one_minus_loguniform")
 CONTINUOUS = ("uniform", "loguniform", "one_minus_loguniform")
 BUDGET_KEYS = {
@@ -156,6 +160,8 @@ def resolve_space_path(name: str | Path) -> Path:
     path = Path(name)
     if path.exists() or path.suffix:
         return path
+    if not (SPACES_DIR / f"{name}.yaml").is_file():
+        raise ConfigError(f"--space {name}: no such file, nor a shipped space ({', '.join(space_names())})")
     return SPACES_DIR / f"{name}.yaml"
 
 
