@@ -14,7 +14,10 @@ On the embedded shapes data, per seed, each method spends the same ``--budget`` 
 Every evaluation (one per epoch) is an event; the curve is best-so-far ``knn_top1`` against cumulative
 trial-epochs. The best config of ``random_asha`` (what the default search does: its trials are all
 TPE's random start-up trials) is retrained with another seed; ``tpe_asha`` and ``tpe_noes`` model the
-results after 3 and 2 random trials (``TPE_STARTUP``). One JSON per (method, seed) goes
+results after 3 and 2 random trials (``TPE_STARTUP``); under ASHA, TPE is told each trial's score at the
+first rung (``RungOptunaSearch``). The ``tpe_asha_last-seed*.json`` files in the results folders are
+``tpe_asha`` runs from before that (Optuna told each trial's last epoch), kept for comparison, with their
+method renamed. One JSON per (method, seed) goes
 to ``--out`` as soon as it is done, so a run can be split over processes and resumed (done files are kept).
 ``make_results.py`` turns the folder into a table and plots in RESULTS.md.
 

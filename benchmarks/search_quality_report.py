@@ -19,11 +19,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 KNN = "knn_top1"
+LAST_EPOCH_TPE = "tpe_asha_last"
 METHOD_NAMES = {
     "lightly": "lightly example settings (fixed)",
     "paper": "BYOL paper settings, scaled (fixed)",
     "random_asha": "random search + ASHA",
     "tpe_asha": "TPE after 3 random trials + ASHA",
+    # the same study before 509186f: Ray's OptunaSearch told Optuna each trial's last epoch, not the rung's
+    LAST_EPOCH_TPE: "TPE after 3 random trials + ASHA, told each trial's last epoch (before)",
     "tpe_noes": "TPE after 2 random trials, no early stopping",
 }
 DEFAULT_SEARCH = "random_asha"  # the default search's 10 trials are all TPE's random start-up trials
@@ -148,7 +151,7 @@ def trials_reaching(runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int) -
     return [
         trial
         for method, by_seed in runs.items()
-        if method not in ("lightly", "paper")
+        if method not in ("lightly", "paper", LAST_EPOCH_TPE)  # its start-up trials are tpe_asha's
         for run in by_seed.values()
         for trial in run["trials"]
         if len(trial["history"]) >= at_epoch

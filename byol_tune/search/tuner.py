@@ -175,7 +175,7 @@ def make_searcher(settings: SearchSettings, searched: bool) -> Any:
 
     # Optuna's default 10 random start-up trials: a search of up to 10 trials (the default's) samples at
     # random. The search-quality study (benchmarks/RESULTS.md, section 6) found TPE after 3 start-up
-    # trials worse than random sampling at 24 and at 48 trial-epochs
+    # trials worse than random sampling at 24 trial-epochs and level with it at 48
     sampler = optuna.samplers.TPESampler(
         seed=settings.seed, multivariate=True, n_startup_trials=settings.tpe_startup_trials
     )
