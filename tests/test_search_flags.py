@@ -36,7 +36,7 @@ def error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["--set", "seed=7"], "--set seed: set by the search; use --seed"),
         (["--set", "learning_rate=1e-3"], "--set learning_rate: searched by default.yaml; fix it in a copy"),
         (["--set", "strategy=bogus"], "strategy: unknown strategy; choose from auto, ddp,"),
-        (["--set", "backbone=resnet9000"], "backbone: unknown backbone; choose from mlp, resnet18,"),
+        (["--set", "backbone=resnet9000"], "command line: backbone: unknown backbone; choose from mlp,"),
     ],
 )  # fmt: skip
 def test_bad_flag_is_one_line_before_ray(

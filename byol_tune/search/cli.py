@@ -125,7 +125,8 @@ def search_main(argv: list[str] | None) -> int:
         base["data_dir"] = args.data_dir
     base.update(_check_overrides(parse_overrides(args.overrides), space))
     overrides = trial_overrides(settings, base)
-    config = sample_config(space, overrides)
+    # the space's own values passed load_space: what fails now came with the command line's flags
+    config = sample_config(space, overrides, where="command line")
     splits = load_splits(config)  # bad data fails here, before any Ray process starts
     if settings.objective == metrics.KNN_TOP1 and not splits.info.num_classes:
         raise ConfigError(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from byol_tune import metrics
-from byol_tune.config import BYOLConfig
+from byol_tune.config import BYOLConfig, make_config
 from byol_tune.errors import ConfigError
 from byol_tune.search.ray_train import Resources, make_torch_trainer, train_in_trial
 from byol_tune.search.space import SearchSpace
@@ -216,13 +216,13 @@ def trial_overrides(settings: SearchSettings, base: dict[str, Any]) -> dict[str,
     return {**base, "max_epochs": settings.max_epochs, "seed": settings.seed}
 
 
-def sample_config(space: SearchSpace, overrides: dict[str, Any]) -> BYOLConfig:
+def sample_config(space: SearchSpace, overrides: dict[str, Any], where: str | None = None) -> BYOLConfig:
     """The config at the first choice/low edge of each distribution: validates the overrides early."""
     sample = {}
     for key, dist in space.params.items():
         value = dist.args[0]
         sample[dist.tune_name(key)] = 1 - value if dist.kind == "one_minus_loguniform" else value
-    return space.make_config(sample, overrides)
+    return make_config(space.config_values(sample, overrides), where=where or str(space.path))
 
 
 def elapsed(start: float) -> float:
