@@ -133,9 +133,9 @@ class BYOLConfig(BaseModel):
         from lightning.pytorch.strategies import StrategyRegistry  # lazily: only to read its names
 
         names = ["auto", *StrategyRegistry.available_strategies()]
-        if value not in names:
+        if value.lower() not in names:  # Lightning reads the name in lower case
             raise ValueError(f"unknown strategy; choose from {', '.join(names)}")
-        return value
+        return value.lower()
 
     @model_validator(mode="after")
     def _check(self) -> BYOLConfig:
@@ -205,8 +205,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected key=value")
-        key = key.strip()
-        if raw and _wants_text(key):  # name=2024, precision=16: the text as typed
+        key, raw = key.strip(), raw.strip()
+        if raw and raw not in ("null", "~") and _wants_text(key):  # name=2024, precision=16: as typed
             values[key] = raw
             continue
         try:

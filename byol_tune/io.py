@@ -8,11 +8,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    """The process umask, read once at import (setting it to read it would race other threads later)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temp file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are read by others on shared storage
+    os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; results are read by others on shared storage
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -20,12 +30,6 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:

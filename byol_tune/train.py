@@ -65,6 +65,8 @@ def _check_flags(args: argparse.Namespace) -> None:
         for flag, value in (("--config", args.config), ("--resume", args.resume)):
             if value is not None:
                 raise ConfigError(f"{flag}: not with --from-search, which trains the search's best config")
+        if args.no_progress:
+            raise ConfigError("--no-progress: not with --from-search, whose Ray Train run shows no bar")
         return
     for flag, value in (("--max-epochs", args.max_epochs), ("--workers", args.workers)):
         if value is not None:

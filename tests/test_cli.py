@@ -145,6 +145,9 @@ def test_overrides_are_yaml_typed() -> None:
         "data_dir2": 1000.0,  # unknown key: YAML-typed, refused later by the config
     }
     assert load_config(None, ["precision=16", "name=2024"]).precision == "16"
+    cleared = parse_overrides(["data_dir=null", "precision= bf16-mixed "])
+    assert cleared == {"data_dir": None, "precision": "bf16-mixed"}
+    assert make_config({"strategy": "DDP"}).strategy == "ddp"  # Lightning reads it in lower case
     assert make_config({"precision": 16, "name": 2024}).name == "2024"  # from a YAML file
 
 
@@ -164,6 +167,8 @@ def test_flags_of_the_other_mode_are_refused(tmp_path: Path) -> None:
     assert_one_line_error(run_train("--workers", "2", cwd=tmp_path), "--workers: only with --from-search")
     proc = run_train("--from-search", str(tmp_path), "--config", "x.yaml", cwd=tmp_path)
     assert_one_line_error(proc, "--config: not with --from-search")
+    proc = run_train("--from-search", str(tmp_path), cwd=tmp_path)  # run_train adds --no-progress
+    assert_one_line_error(proc, "--no-progress: not with --from-search")
 
 
 def test_shipped_config_by_name_and_override() -> None:

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from byol_tune.cli import run_cli
+from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write_text
+from byol_tune.search import cli
 from byol_tune.search.cli import STATE_FILE, search_main
 from byol_tune.search.space import load_space
 
@@ -61,10 +63,9 @@ def test_resume_keeps_its_flags_and_reads_its_state(
     experiment.mkdir()
     atomic_write_text(experiment / STATE_FILE, yaml.safe_dump({"argv": ["--num-samples", "3"]}))
     message = error_of(["--resume", str(experiment), "--num-samples", "50", "--max-epochs", "2"], capsys)
-    assert (
-        message
-        == "--resume: continues with the flags the search started with; drop --num-samples, --max-epochs"
-    )
+    refused = "--resume: continues with the flags the search started with; drop"
+    assert message == f"{refused} --max-epochs, --num-samples"
+    assert error_of(["--resume", str(experiment), "--searcher", "tpe"], capsys) == f"{refused} --searcher"
     (experiment / STATE_FILE).write_text("argv: [--space\n")
     assert error_of(["--resume", str(experiment)], capsys).startswith(
         f"--resume {experiment / STATE_FILE}: not valid YAML: "
@@ -102,3 +103,19 @@ def test_results_are_readable_by_others(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "best_config.yaml").stat().st_mode & 0o777 == 0o644
+
+
+def test_resume_runs_on_with_flags_refused_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # started before --set seed was refused: its resume goes on as it started, up to Ray's start
+    experiment = tmp_path / "byol_search"
+    experiment.mkdir()
+    argv = ["--set", "seed=7", "--set", "shapes_train_size=64", "--set", "shapes_val_size=32"]
+    atomic_write_text(experiment / STATE_FILE, yaml.safe_dump({"argv": argv}))
+
+    def ray_would_start(*args: object, **kwargs: object) -> None:
+        raise ConfigError("ray would start here")
+
+    monkeypatch.setattr(cli, "init_ray", ray_would_start)
+    assert error_of(["--resume", str(experiment)], capsys) == "ray would start here"

@@ -99,6 +99,7 @@ def test_wheel_lists_every_package_and_ships_the_spaces() -> None:
     setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     folders = {p.parent for p in (root / "byol_tune").rglob("*.py")}
     expected = {".".join(f.relative_to(root).parts) for f in folders}
-    assert set(setuptools["packages"]) == expected | {"byol_tune.search_spaces"}
+    assert set(setuptools["packages"]) == expected | {"byol_tune.search_spaces", "byol_tune.configs"}
     assert setuptools["package-dir"]["byol_tune.search_spaces"] == "search_spaces"
-    assert space_names() == sorted(p.stem for p in (root / "search_spaces").glob("*.yaml"))
+    for package in ("byol_tune.search_spaces", "byol_tune.configs"):
+        assert setuptools["package-data"][package] == ["*.yaml"]

@@ -136,8 +136,8 @@ def fit(
         if run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # made above for this run, still empty: leave nothing behind
         raise ConfigError(
-            f"accelerator {config.accelerator!r} / strategy {config.strategy!r} / precision "
-            f"{config.precision!r}: Lightning refused them: {reason(exc)}"
+            f"accelerator {config.accelerator!r} / devices {config.devices} / strategy {config.strategy!r} / "
+            f"precision {config.precision!r}: Lightning refused them: {reason(exc)}"
         ) from None
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")

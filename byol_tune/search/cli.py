@@ -100,10 +100,11 @@ def search_main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     start = time.perf_counter()
     if args.resume:
-        _check_resume_alone(args)
+        _check_resume_alone(sys.argv[1:] if argv is None else argv)
         state = _read_state(Path(args.resume))
         args = parser().parse_args(state["argv"] + ["--resume", args.resume])
-    _check_flags(args)
+    else:  # a resumed search runs on as it started, also with flags that are refused since
+        _check_flags(args)
     space = load_space(args.space)
     budget = space.budget
     settings = SearchSettings(
@@ -123,7 +124,8 @@ def search_main(argv: list[str] | None) -> int:
         base["dataset"] = args.dataset
     if args.data_dir:
         base["data_dir"] = args.data_dir
-    base.update(_check_overrides(parse_overrides(args.overrides), space))
+    fixed_by_flags = parse_overrides(args.overrides)
+    base.update(fixed_by_flags if args.resume else _check_overrides(fixed_by_flags, space))
     overrides = trial_overrides(settings, base)
     # the space's own values passed load_space: what fails now came with the command line's flags
     config = sample_config(space, overrides, where="command line")
@@ -269,12 +271,14 @@ def _check_overrides(overrides: dict[str, Any], space: SearchSpace) -> dict[str,
     return overrides
 
 
-def _check_resume_alone(args: argparse.Namespace) -> None:
-    """A resumed search keeps the flags it started with; other flags would be silently dropped."""
-    defaults = vars(parser().parse_args([]))
-    changed = [k for k, v in vars(args).items() if k != "resume" and v != defaults[k]]
-    if changed:
-        flags = ", ".join("--set" if k == "overrides" else "--" + k.replace("_", "-") for k in changed)
+def _check_resume_alone(argv: list[str]) -> None:
+    """A resumed search keeps the flags it started with; any other flag given would be silently dropped."""
+    given = parser()
+    for action in given._actions:  # only the flags on the command line, default values included
+        action.default = argparse.SUPPRESS
+    extra = sorted(k for k in vars(given.parse_args(argv)) if k != "resume")
+    if extra:
+        flags = ", ".join("--set" if k == "overrides" else "--" + k.replace("_", "-") for k in extra)
         raise ConfigError(f"--resume: continues with the flags the search started with; drop {flags}")
 
 

@@ -27,9 +27,9 @@ from typing import Any
 from byol_tune.config import BYOLConfig, field_names, make_config, number_or_value, read_yaml_mapping
 from byol_tune.errors import ConfigError
 
-# a checkout's (editable installs) or, in an installed wheel, the copy packaged as byol_tune/search_spaces
+# in an installed wheel the copy packaged as byol_tune/search_spaces, else a checkout's (editable installs)
 SPACES_DIR = next(
-    (d for d in (Path(__file__).resolve().parents[i] / "search_spaces" for i in (2, 1)) if d.is_dir()),
+    (d for d in (Path(__file__).resolve().parents[i] / "search_spaces" for i in (1, 2)) if d.is_dir()),
     Path(__file__).resolve().parents[2] / "search_spaces",
 )
 KINDS = ("uniform", "loguniform", "int", "logint", "choice", "one_minus_loguniform")
