@@ -217,14 +217,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+def field_types(key: str) -> tuple[Any, ...]:
+    """The types a config key accepts: ``(int, NoneType)`` for ``int | None``; a ``Literal`` stays whole."""
+    annotation = BYOLConfig.model_fields[key].annotation
+    kinds = () if typing.get_origin(annotation) is Literal else typing.get_args(annotation)
+    return kinds or (annotation,)
+
+
 def _wants_text(key: str) -> bool:
     """Whether the config key holds text only (a path, a name, a choice of words)."""
-    field = BYOLConfig.model_fields.get(key)
-    if field is None:
+    if key not in BYOLConfig.model_fields:
         return False
-    annotation = field.annotation
-    kinds = () if typing.get_origin(annotation) is Literal else typing.get_args(annotation)
-    return all(k in (str, type(None)) or typing.get_origin(k) is Literal for k in kinds or (annotation,))
+    return all(k in (str, type(None)) or typing.get_origin(k) is Literal for k in field_types(key))
 
 
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"

@@ -19,12 +19,18 @@ its config key as its name.
 from __future__ import annotations
 
 import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from byol_tune.config import BYOLConfig, field_names, make_config, number_or_value, read_yaml_mapping
+from byol_tune.config import (
+    BYOLConfig,
+    field_names,
+    field_types,
+    make_config,
+    number_or_value,
+    read_yaml_mapping,
+)
 from byol_tune.errors import ConfigError
 
 # in an installed wheel the copy packaged as byol_tune/search_spaces, else a checkout's (editable installs)
@@ -102,8 +108,11 @@ class SearchSpace:
         values.update(overrides or {})
         return values
 
-    def make_config(self, sample: dict[str, Any], overrides: dict[str, Any] | None = None) -> BYOLConfig:
-        return make_config(self.config_values(sample, overrides), where=str(self.path))
+    def make_config(
+        self, sample: dict[str, Any], overrides: dict[str, Any] | None = None, where: str | None = None
+    ) -> BYOLConfig:
+        """``where`` names the source in errors (default: this space's file)."""
+        return make_config(self.config_values(sample, overrides), where=where or str(self.path))
 
 
 def _distribution(where: str, key: str, spec: dict[str, Any]) -> Distribution:
@@ -136,8 +145,7 @@ def _distribution(where: str, key: str, spec: dict[str, Any]) -> Distribution:
 
 
 def _holds_int(key: str) -> bool:
-    annotation = BYOLConfig.model_fields[key].annotation
-    return int in (typing.get_args(annotation) or (annotation,))
+    return int in field_types(key)
 
 
 def _budget(where: str, data: Any) -> dict[str, int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from byol_tune import metrics
-from byol_tune.config import BYOLConfig, make_config
+from byol_tune.config import BYOLConfig
 from byol_tune.errors import ConfigError
 from byol_tune.search.ray_train import Resources, make_torch_trainer, train_in_trial
 from byol_tune.search.space import SearchSpace
@@ -222,7 +222,7 @@ def sample_config(space: SearchSpace, overrides: dict[str, Any], where: str | No
     for key, dist in space.params.items():
         value = dist.args[0]
         sample[dist.tune_name(key)] = 1 - value if dist.kind == "one_minus_loguniform" else value
-    return make_config(space.config_values(sample, overrides), where=where or str(space.path))
+    return space.make_config(sample, overrides, where)
 
 
 def elapsed(start: float) -> float:
