@@ -23,7 +23,6 @@ Precision = Literal[
     "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", "16", "bf16",
     "transformer-engine", "transformer-engine-float16",
 ]  # fmt: skip
-Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
 
 
 class BYOLConfig(BaseModel):
@@ -104,7 +103,7 @@ class BYOLConfig(BaseModel):
 
     # runtime
     seed: int = 0
-    accelerator: Accelerator = "auto"
+    accelerator: str = "auto"
     devices: int = Field(1, ge=1)
     strategy: str = "auto"
     precision: Precision = "32-true"
@@ -125,6 +124,16 @@ class BYOLConfig(BaseModel):
 
         if value not in backbone_names():
             raise ValueError(f"unknown backbone; choose from {', '.join(backbone_names())}")
+        return value
+
+    @field_validator("accelerator")
+    @classmethod
+    def _known_accelerator(cls, value: str) -> str:
+        from lightning.pytorch.accelerators import AcceleratorRegistry  # plugins register theirs here
+
+        names = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+        if value not in names:  # the names Lightning's Trainer accepts, as it spells them
+            raise ValueError(f"unknown accelerator; choose from {', '.join(names)}")
         return value
 
     @field_validator("strategy")

@@ -45,6 +45,7 @@ CASES = {
     "bad precision": ("precision: bogus\n", ["precision", "'bf16-mixed'", "bogus"]),
     "infinite value": ("learning_rate: .inf\n", ["learning_rate: Input should be a finite number"]),
     "bad strategy": ("strategy: bogus\n", ["strategy: unknown strategy; choose from auto, ddp,", "bogus"]),
+    "bad accelerator": ("accelerator: hpu\n", ["accelerator: unknown accelerator; choose from auto, gpu,"]),
 }
 
 
@@ -55,6 +56,18 @@ def test_bad_config_file(tmp_path: Path, case: str) -> None:
     proc = run_train("--config", str(config), cwd=tmp_path)
     assert_one_line_error(proc, str(config), *fragments)
     assert not (tmp_path / "runs").exists()
+
+
+def test_accelerators_registered_by_a_plugin_are_accepted() -> None:
+    from lightning.pytorch.accelerators import AcceleratorRegistry, CPUAccelerator
+
+    with pytest.raises(ValueError, match="unknown accelerator; choose from auto, gpu, cpu, cuda, mps, tpu"):
+        make_config({"accelerator": "hpu"})
+    AcceleratorRegistry.register("hpu", CPUAccelerator, description="a stand-in for a plugin's accelerator")
+    try:
+        assert make_config({"accelerator": "hpu"}).accelerator == "hpu"
+    finally:
+        AcceleratorRegistry.pop("hpu")
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
