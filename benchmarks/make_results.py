@@ -3,8 +3,9 @@
 ``python benchmarks/make_results.py --run`` runs every benchmark (``bench_*.py --json results/NAME.json``)
 and then writes RESULTS.md; without ``--run`` it only reads the JSON files already in ``--results``.
 The search-quality section comes from ``search_quality/`` in that folder (``search_quality.py``, run apart:
-hours), and its tau sweep from ``tau_sweep/`` there (``tau_sweep.py``, about 25 minutes); their plots are
-written to that folder too.
+hours), its surrogate replay from ``search_surrogate.json`` (``search_surrogate.py``, about 30 minutes) and
+its tau sweep from ``tau_sweep/`` there (``tau_sweep.py``, about 25 minutes); their plots are written to
+that folder too.
 ``--quick`` (with ``--run``) makes smoke figures, and RESULTS.md then says so at the top.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import search_quality_report
+import search_surrogate
 import tau_sweep
 
 HERE = Path(__file__).resolve().parent
@@ -114,6 +116,12 @@ def render(found: dict[str, dict[str, Any]], results: Path) -> str:
         previous=results / "search_quality_round2",
         longer=results / "search_quality_long",
     )
+    random_runs = [
+        run
+        for name in search_surrogate.STUDY
+        for run in search_quality_report.load(results / name).get("random_asha", {}).values()
+    ]
+    lines += search_surrogate.render(results / "search_surrogate.json", random_runs)
     lines += tau_sweep.render(results / "tau_sweep", results)
     return "\n".join(lines)
 

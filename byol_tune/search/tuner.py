@@ -171,15 +171,7 @@ def make_searcher(settings: SearchSettings, searched: bool) -> Any:
 
     if settings.searcher != "tpe" or not searched:
         return BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent)
-    import optuna
-
-    # Optuna's default 10 random start-up trials: a search of up to 10 trials (the default's) samples at
-    # random. The search-quality study (benchmarks/RESULTS.md, section 6) found TPE after 3 start-up
-    # trials worse than random sampling at 24 trial-epochs and level with it at 48
-    sampler = optuna.samplers.TPESampler(
-        seed=settings.seed, multivariate=True, n_startup_trials=settings.tpe_startup_trials
-    )
-    kwargs: dict[str, Any] = {"sampler": sampler, "metric": settings.objective, "mode": MODE}
+    kwargs: dict[str, Any] = {"sampler": tpe_sampler(settings), "metric": settings.objective, "mode": MODE}
     searcher = (
         # under ASHA, TPE compares trials at the first rung's epoch, which every trial reaches
         RungOptunaSearch(rung_epoch=settings.first_rung, **kwargs)
@@ -187,6 +179,19 @@ def make_searcher(settings: SearchSettings, searched: bool) -> Any:
         else OptunaSearch(**kwargs)
     )
     return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)
+
+
+def tpe_sampler(settings: SearchSettings) -> Any:
+    """Optuna's TPE as the search uses it (``benchmarks/search_surrogate.py`` replays it too).
+
+    Optuna's default 10 random start-up trials: a search of up to 10 trials (the default's) samples at
+    random. The search-quality study (benchmarks/RESULTS.md, section 6) found TPE after 3 start-up
+    trials worse than random sampling at 24 trial-epochs and level with it at 48."""
+    import optuna
+
+    return optuna.samplers.TPESampler(
+        seed=settings.seed, multivariate=True, n_startup_trials=settings.tpe_startup_trials
+    )
 
 
 def make_trainable(

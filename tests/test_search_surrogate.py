@@ -1,0 +1,191 @@
+"""The surrogate replay: its ASHA is Ray's, its fit recovers known weights, its replays keep the budget."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import search_surrogate as sur
+from ray.tune.schedulers.async_hyperband import _Bracket
+
+BASE = {
+    "learning_rate": 1e-3,
+    "tau_base": 0.99,
+    "weight_decay": 1e-2,
+    "projector_hidden_dim": 1024,
+    "projector_out_dim": 128,
+    "predictor_hidden_dim": 1024,
+    "tau_schedule_steps": 500,
+}
+
+
+def test_rungs_and_stopping_rule_are_rays() -> None:
+    assert sur.asha_rungs(2, 2, 9) == [2, 4, 8]  # the default space: grace 2, rf 2, max_t = 8 + 1
+    assert sur.asha_rungs(1, 2, 9) == [1, 2, 4, 8]
+    assert sur.asha_rungs(1, 3, 9) == [1, 3, 9]
+    for grace, rf in ((2, 2), (1, 2), (1, 3)):
+        bracket = _Bracket(grace, 9, rf, 0)
+        assert sorted(m for m, _ in bracket._rungs) == sur.asha_rungs(grace, rf, 9)
+    bracket, recorded = _Bracket(2, 9, 2, 0), list[float]()
+    for i, value in enumerate([20.0, 18.0, 25.0, 19.0, 21.5, 21.5]):
+        trial = SimpleNamespace(trial_id=str(i))  # all of a Trial that the bracket reads
+        ray_stops = bracket.on_result(trial, 2, value) == "STOP"  # type: ignore[arg-type]
+        assert sur.asha_stops(recorded, value, 2) is ray_stops
+        recorded.append(value)
+    # median of the earlier results: 20 (continues), 18 < 20, 25 >= 19, 19 < 20, 21.5 >= 20, 21.5 >= 20.75
+    assert [sur.asha_stops(recorded[:i], v, 2) for i, v in enumerate(recorded)] == [
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
+
+
+def synthetic_trials() -> list[tuple[int, dict, list[float]]]:
+    """Noise-free trials of a known surrogate: rung score = seed offset - 4 log10(lr) + 1.5 log2(predictor
+    hidden dim), rising by 3 to epoch 8."""
+    weights = dict.fromkeys(sur.FEATURES, 0.0) | {"log10 lr": -4.0, "log2 predictor_hidden_dim": 1.5}
+    offsets = {0: 1.0, 1: 3.0}
+    trials = []
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        params = BASE | {
+            "learning_rate": float(10 ** rng.uniform(-3.5, -2)),
+            "tau_base": float(1 - 10 ** rng.uniform(-3, -1)),
+            "weight_decay": float(10 ** rng.uniform(-3, -1)),
+            "projector_hidden_dim": int(rng.choice([512, 1024, 2048])),
+            "projector_out_dim": int(rng.choice([64, 128, 256])),
+            "predictor_hidden_dim": int(rng.choice([512, 1024, 2048])),
+            "tau_schedule_steps": int(rng.choice([200, 500, 1000])),
+        }
+        seed = i % 2
+        at_rung = offsets[seed] + sum(w * sur.FEATURES[k](params) for k, w in weights.items())
+        epochs = 8 if i % 3 == 0 else 2  # every third trial runs all epochs
+        trials.append((seed, params, [at_rung + 3.0 * (e - 2) / 6 for e in range(1, epochs + 1)]))
+    return trials
+
+
+def test_fit_recovers_a_known_surrogate() -> None:
+    fitted = sur.fit_surrogate(synthetic_trials(), rung=2, max_epochs=8)
+    for key, weight in fitted.weights.items():
+        expected = {"log10 lr": -4.0, "log2 predictor_hidden_dim": 1.5}.get(key, 0.0)
+        assert math.isclose(weight, expected, abs_tol=1e-8), key
+    assert math.isclose(fitted.seed_offsets[0], 1.0, abs_tol=1e-8)
+    assert math.isclose(fitted.seed_offsets[1], 3.0, abs_tol=1e-8)
+    assert math.isclose(fitted.intercept, 2.0, abs_tol=1e-8)
+    assert fitted.config_sd < 1e-8 and fitted.epoch_sd < 1e-8
+    assert math.isclose(fitted.gain_mean, 3.0) and fitted.gain_sd < 1e-8
+    assert (fitted.trials, fitted.full_trials) == (24, 8)
+    params = BASE | {"learning_rate": 1e-2}
+    assert math.isclose(fitted.mean(params), 2.0 + 8.0 + 1.5 * 10)  # -4 * -2 and 1.5 * log2(1024)
+    curve = fitted.curve(params, np.random.default_rng(0))
+    assert np.allclose(curve, [25.0 - 0.5, 25.0, 25.5, 26.0, 26.5, 27.0, 27.5, 28.0])
+
+
+def test_study_trials_drop_fixed_configs_and_keep_the_longest_copy(tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    sample = {"learning_rate": 1e-3}
+    startup = {"sample": sample, "params": BASE, "history": [20.0, 21.0]}
+    longer = {"sample": sample, "params": BASE, "history": [20.0, 21.0, 22.0, 23.0]}
+    other = {"sample": {"learning_rate": 2e-3}, "params": BASE, "history": [19.0, 18.0]}
+    runs = {
+        "tpe_asha-seed0.json": {"seed": 0, "trials": [startup, other]},
+        "tpe_noes-seed0.json": {"seed": 0, "trials": [longer]},  # the same start-up trial, run longer
+        "random_asha-seed1.json": {"seed": 1, "trials": [startup]},  # another seed: another trial
+        "lightly-seed0.json": {"seed": 0, "trials": [{"params": BASE, "history": [30.0]}]},
+    }
+    for name, run in runs.items():
+        (folder / name).write_text(json.dumps(run))
+    found = sur.study_trials([folder])
+    assert sorted((seed, h) for seed, _, h in found) == [
+        (0, [19.0, 18.0]),
+        (0, [20.0, 21.0, 22.0, 23.0]),
+        (1, [20.0, 21.0]),
+    ]
+
+
+def flat_surrogate() -> sur.Surrogate:
+    """Every config scores 20 at the rung and rises by 4; no noise."""
+    return sur.Surrogate(
+        weights=dict.fromkeys(sur.FEATURES, 0.0),
+        intercept=20.0,
+        seed_offsets={0: 20.0},
+        config_sd=0.0,
+        gain_mean=4.0,
+        gain_sd=0.0,
+        epoch_sd=0.0,
+        rung=2,
+        max_epochs=8,
+        trials=1,
+        full_trials=1,
+    )
+
+
+def test_replay_spends_exactly_the_budget_under_asha() -> None:
+    # equal scores are never below a rung's median, so ASHA stops nothing: 8 + 8 + 4 epochs in 20
+    run = sur.replay(flat_surrogate(), sur.Case("tpe"), 20, 0, None)
+    assert run["trials"] == 3 and len(run["curve"]) == 20
+    assert run["curve"][:8] == [20.0 - 2 / 3, 20.0, *(20.0 + 4 * e / 6 for e in range(1, 7))]
+    assert run["curve"][-1] == 24.0
+
+
+def test_render_states_where_the_studied_tpe_meets_the_goal(tmp_path: Path) -> None:
+    assert sur.render(tmp_path / "none.json") == [
+        "Not measured yet: `python benchmarks/search_surrogate.py` (writes none.json)."
+    ]
+    studied, other = sur.CASES[0], sur.CASES[4]
+    rows = [
+        {
+            "case": studied.__dict__,
+            "budget": b,
+            "sims": 10,
+            "share": s,
+            "all_of_3": s**3,
+            "final": 30.0,
+            "random_final": 29.0,
+            "trials": 12,
+        }
+        for b, s in ((48, 0.3), (96, 0.5), (192, 0.8))
+    ]
+    rows.append({**rows[0], "case": other.__dict__, "share": 0.6, "all_of_3": 0.216})
+    path = tmp_path / "search_surrogate.json"
+    result: dict[str, Any] = {
+        "surrogate": flat_surrogate().__dict__,
+        "oracle": {"learning_rate": 1e-3},
+        "rows": rows,
+    }
+    check = {"max_epochs": 8, "histories": {"100": [20.0, 30.0], "101": [25.0, 28.0]}}
+    result |= {"quick": False, "study": ["search_quality"], "oracle_rung": 26.0, "check": check}
+    path.write_text(json.dumps(result))
+    measured = [
+        {"budget": 48, "best": 28.0, "retrain": {"seed": 100, "best": 25.0}},
+        {"budget": 48, "best": 30.0, "retrain": {"seed": 101, "best": 27.0}},
+    ]
+    lines = sur.render(path, measured)
+    assert (
+        "- TPE + ASHA as studied meets the goal in >= 80% of replays from 192 trial-epochs per search "
+        "(0.30 at 48; 0.50 at 96; 0.80 at 192)." in lines
+    )
+    assert f"- Best other case: {other.name}, 0.60 at 48 trial-epochs." in lines
+    assert (
+        "- The oracle's config trained for real (8 epochs, seeds 100, 101): best knn_top1 29.0 ± 1.4 "
+        "(30.0, 28.0); the surrogate predicts 30.0 at epoch 8 (mean seed, before per-epoch noise)." in lines
+    )
+    assert (
+        "- The study's best random + ASHA configs at 48 trial-epochs, retrained on seeds 100, 101: "
+        "26.0 ± 1.4 (25.0, 27.0); the oracle's config against them, seed by seed: +5.0, +1.0." in lines
+    )
+    assert (
+        "- Check against the study: random + ASHA's final best at 48 trial-epochs, replayed 29.0, "
+        "measured 29.0 (mean of 2 seeds)." in lines
+    )
+    assert (
+        "| ... ASHA grace period 1 (both searches) | 48 | 0.60 (of 10) | 0.22 | 30.0 | 29.0 | 12 |" in lines
+    )
