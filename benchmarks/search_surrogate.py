@@ -25,9 +25,11 @@ Writes ``results/search_surrogate.json``; ``make_results.py`` renders it in RESU
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -415,6 +417,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.sims, args.budgets, args.others_at = 2, [24, 48], [48]
+    if not args.check and importlib.util.find_spec("scipy") is None:  # Optuna's GPSampler needs it
+        print("search_surrogate.py: the GP case needs scipy: pip install -e '.[bench]'", file=sys.stderr)
+        raise SystemExit(2)
     from byol_tune.search.space import load_space
 
     budget = load_space("default").budget
