@@ -395,6 +395,21 @@ def check_oracle(oracle: dict[str, Any], seeds: list[int], max_epochs: int, work
     return {"max_epochs": max_epochs, "histories": histories}
 
 
+def bad_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line, in one line (None: nothing)."""
+    if args.sims < 1:
+        return "--sims must be >= 1"
+    if args.processes < 1:
+        return "--processes must be >= 1"
+    if min(args.budgets + args.others_at) < 2:
+        return "--budgets and --others-at must be >= 2 trial-epochs"
+    if args.check and not args.out.is_file():
+        return f"--check: no {args.out} to check; run without --check first"
+    if not args.check and importlib.util.find_spec("scipy") is None:  # Optuna's GPSampler needs it
+        return "the GP case needs scipy: pip install -e '.[bench]'"
+    return None
+
+
 def main() -> None:
     import optuna
     import torch
@@ -417,8 +432,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.sims, args.budgets, args.others_at = 2, [24, 48], [48]
-    if not args.check and importlib.util.find_spec("scipy") is None:  # Optuna's GPSampler needs it
-        print("search_surrogate.py: the GP case needs scipy: pip install -e '.[bench]'", file=sys.stderr)
+    problem = bad_arguments(args)
+    if problem:
+        print(f"search_surrogate.py: {problem}", file=sys.stderr)
         raise SystemExit(2)
     from byol_tune.search.space import load_space
 

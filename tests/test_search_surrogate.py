@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -189,3 +190,17 @@ def test_render_states_where_the_studied_tpe_meets_the_goal(tmp_path: Path) -> N
     assert (
         "| ... ASHA grace period 1 (both searches) | 48 | 0.60 (of 10) | 0.22 | 30.0 | 29.0 | 12 |" in lines
     )
+
+
+def test_bad_arguments_are_one_line_each(tmp_path: Path) -> None:
+    def args(**given: Any) -> argparse.Namespace:
+        defaults = {"sims": 100, "processes": 2, "budgets": [24], "others_at": [48], "check": False}
+        return argparse.Namespace(**{**defaults, "out": tmp_path / "s.json", **given})
+
+    assert sur.bad_arguments(args(sims=0)) == "--sims must be >= 1"
+    assert sur.bad_arguments(args(processes=0)) == "--processes must be >= 1"
+    assert sur.bad_arguments(args(others_at=[1])) == "--budgets and --others-at must be >= 2 trial-epochs"
+    missing = tmp_path / "s.json"
+    assert sur.bad_arguments(args(check=True)) == f"--check: no {missing} to check; run without --check first"
+    missing.write_text("{}")
+    assert sur.bad_arguments(args(check=True)) is None
