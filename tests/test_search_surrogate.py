@@ -163,21 +163,22 @@ def test_render_states_where_the_studied_tpe_meets_the_goal(tmp_path: Path) -> N
         "rows": rows,
     }
     check = {"max_epochs": 8, "histories": {"100": [20.0, 30.0], "101": [25.0, 28.0]}}
-    result |= {"quick": False, "study": ["search_quality"], "oracle_rung": 26.0, "check": check}
+    result |= {"quick": False, "study": ["search_quality"], "oracle_expected_best": 30.0, "check": check}
     path.write_text(json.dumps(result))
     measured = [
         {"budget": 48, "best": 28.0, "retrain": {"seed": 100, "best": 25.0}},
         {"budget": 48, "best": 30.0, "retrain": {"seed": 101, "best": 27.0}},
     ]
     lines = sur.render(path, measured)
+    assert not [line for line in lines if "{" in line]  # every placeholder filled in
     assert (
         "- TPE + ASHA as studied meets the goal in >= 80% of replays from 192 trial-epochs per search "
         "(0.30 at 48; 0.50 at 96; 0.80 at 192)." in lines
     )
-    assert f"- Best other case: {other.name}, 0.60 at 48 trial-epochs." in lines
+    assert f"- Best other case short of the oracle: {other.name}, 0.60 at 48 trial-epochs." in lines
     assert (
         "- The oracle's config trained for real (8 epochs, seeds 100, 101): best knn_top1 29.0 ± 1.4 "
-        "(30.0, 28.0); the surrogate predicts 30.0 at epoch 8 (mean seed, before per-epoch noise)." in lines
+        "(30.0, 28.0); the surrogate expects 30.0 as one run's best over its 8 epochs (mean seed)." in lines
     )
     assert (
         "- The study's best random + ASHA configs at 48 trial-epochs, retrained on seeds 100, 101: "
@@ -204,3 +205,29 @@ def test_bad_arguments_are_one_line_each(tmp_path: Path) -> None:
     assert sur.bad_arguments(args(check=True)) == f"--check: no {missing} to check; run without --check first"
     missing.write_text("{}")
     assert sur.bad_arguments(args(check=True)) is None
+
+
+def test_a_trial_under_asha_runs_until_stopped_and_optuna_hears_its_rung_score() -> None:
+    recorded: dict[int, list[float]] = {2: [20.0, 22.0], 4: [25.0], 8: []}
+    weak = [18.0, 19.0, 21.0, 24.0, 25.0, 26.0, 27.0, 28.0]  # 19 < 21, the median at epoch 2
+    assert sur.run_trial(weak, recorded, 2, 2, False, 100) == (weak[:2], 19.0)
+    assert recorded == {2: [20.0, 22.0, 19.0], 4: [25.0], 8: []}  # a stopped trial's score still counts
+    strong = [22.0, 23.0, 24.0, 26.0, 26.5, 27.0, 27.5, 28.0]  # 23 >= 21, 26 >= 25, then nothing at 8
+    assert sur.run_trial(strong, recorded, 2, 2, False, 100) == (strong, 23.0)
+    assert sur.run_trial(strong, recorded, 2, 2, True, 100) == (strong, 28.0)  # Ray's OptunaSearch
+    assert sur.run_trial(strong, recorded, 2, 2, False, 3) == (strong[:3], 23.0)  # the budget ends it
+    assert sur.run_trial(strong, recorded, 2, 2, False, 1) == (strong[:1], 22.0)  # before the rung
+
+
+def test_univariate_case_is_univariate() -> None:
+    # Optuna 5 samples multivariate by default: the univariate case must switch it off
+    assert sur.make_sampler(sur.Case("u", sampler="tpe_univariate"), 0)._multivariate is False
+    assert sur.make_sampler(sur.CASES[0], 0)._multivariate is True
+
+
+def test_fit_measures_the_unexplained_spread() -> None:
+    rng = np.random.default_rng(1)
+    noisy = [(s, p, [h[0], h[1] + rng.normal(0, 1.5), *h[2:]]) for s, p, h in synthetic_trials() * 40]
+    fitted = sur.fit_surrogate(noisy, rung=2, max_epochs=8)
+    assert abs(fitted.config_sd - 1.5) < 0.1  # 960 trials, 11 fitted values
+    assert abs(fitted.mean(BASE) - (2.0 + 12.0 + 15.0)) < 0.3  # offsets' mean, -4 * -3, 1.5 * 10
