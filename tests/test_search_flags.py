@@ -119,3 +119,28 @@ def test_resume_runs_on_with_flags_refused_since(
 
     monkeypatch.setattr(cli, "init_ray", ray_would_start)
     assert error_of(["--resume", str(experiment)], capsys) == "ray would start here"
+
+
+def test_resume_runs_on_with_a_space_refused_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a space that fixed seed and max_epochs (the search always overrode them) before they were refused
+    space = tmp_path / "old.yaml"
+    space.write_text(
+        "space:\n  dataset: shapes\n  seed: 3\n  max_epochs: 9\n  learning_rate: {loguniform: [1e-4, 1e-2]}\n"
+    )
+    assert error_of(["--space", str(space)], capsys) == (
+        f"{space}: space: seed: set by the search; use --seed"  # the first of the two
+    )
+    experiment = tmp_path / "byol_search"
+    experiment.mkdir()
+    argv = ["--space", str(space), "--set", "shapes_train_size=64", "--set", "shapes_val_size=32"]
+    atomic_write_text(experiment / STATE_FILE, yaml.safe_dump({"argv": argv}))
+
+    def ray_would_start(*args: object, **kwargs: object) -> None:
+        raise ConfigError("ray would start here")
+
+    monkeypatch.setattr(cli, "init_ray", ray_would_start)
+    assert error_of(["--resume", str(experiment)], capsys) == "ray would start here"
+    old = load_space(space, resumed=True)
+    assert old.make_config({"learning_rate": 1e-3}, {"seed": 0, "max_epochs": 2}).seed == 0  # overridden

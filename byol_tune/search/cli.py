@@ -105,7 +105,7 @@ def search_main(argv: list[str] | None) -> int:
         args = parser().parse_args(state["argv"] + ["--resume", args.resume])
     else:  # a resumed search runs on as it started, also with flags that are refused since
         _check_flags(args)
-    space = load_space(args.space)
+    space = load_space(args.space, resumed=bool(args.resume))
     budget = space.budget
     settings = SearchSettings(
         num_samples=_given(args.num_samples, budget.get("num_samples", 8)),

@@ -173,8 +173,10 @@ def resolve_space_path(name: str | Path) -> Path:
     return SPACES_DIR / f"{name}.yaml"
 
 
-def load_space(name: str | Path) -> SearchSpace:
-    """Read and validate a search space; every problem is one :class:`ConfigError` line."""
+def load_space(name: str | Path, resumed: bool = False) -> SearchSpace:
+    """Read and validate a search space; every problem is one :class:`ConfigError` line. ``resumed``: a
+    search started before :data:`SEARCH_SETS` keys were refused runs on with them (the search
+    overrides them per trial, as it did then)."""
     path = resolve_space_path(name)
     data = read_yaml_mapping(path)
     where = str(path)
@@ -189,7 +191,7 @@ def load_space(name: str | Path) -> SearchSpace:
     for key, spec in entries.items():
         if key not in field_names():
             make_config({key: None}, where=where)  # raises the unknown-key error with a hint
-        if key in SEARCH_SETS:
+        if key in SEARCH_SETS and not resumed:
             raise ConfigError(f"{where}: space: {key}: set by the search; use {SEARCH_SETS[key]}")
         if isinstance(spec, dict):
             params[key] = _distribution(where, key, spec)
