@@ -34,6 +34,7 @@ Writes ``results/search_surrogate.json``; ``make_results.py`` renders it in RESU
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -48,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from search_quality_report import KNN, mean_sd
+from search_quality_report import KNN, load, mean_sd
 
 HERE = Path(__file__).resolve().parent
 STUDY = ("search_quality", "search_quality_long")  # the study's folders over the current default space
@@ -110,15 +111,14 @@ class Surrogate:
 def study_trials(folders: list[Path]) -> list[tuple[int, dict[str, Any], list[float]]]:
     """(seed, config, history) of every distinct search trial (TPE's start-up trials recur in runs)."""
     found: dict[tuple[int, str], tuple[int, dict[str, Any], list[float]]] = {}
-    for folder in folders:
-        for path in sorted(folder.glob("*-seed*.json")):
-            run = json.loads(path.read_text())
-            for trial in run["trials"]:
-                if "sample" not in trial:  # a fixed config, not a search trial
-                    continue
-                key = (run["seed"], json.dumps(trial["sample"], sort_keys=True))
-                if key not in found or len(trial["history"]) > len(found[key][2]):
-                    found[key] = (run["seed"], trial["params"], trial["history"])
+    runs = (run for folder in folders for by_seed in load(folder).values() for run in by_seed.values())
+    for run in runs:
+        for trial in run["trials"]:
+            if "sample" not in trial:  # a fixed config, not a search trial
+                continue
+            key = (run["seed"], json.dumps(trial["sample"], sort_keys=True))
+            if key not in found or len(trial["history"]) > len(found[key][2]):
+                found[key] = (run["seed"], trial["params"], trial["history"])
     return list(found.values())
 
 
@@ -240,10 +240,7 @@ def replay(
     """One search on the surrogate: its best-so-far after each trial-epoch, and its trial count."""
     import optuna
 
-    from byol_tune.search.space import load_space
-
-    space = load_space("default")
-    distributions = _distributions(space)
+    space, distributions = default_space()
     rf, max_epochs = space.budget["reduction_factor"], surrogate.max_epochs
     rungs = asha_rungs(case.grace, rf, max_epochs + 1)  # max_t as build_tuner sets it
     recorded: dict[int, list[float]] = {r: [] for r in rungs}
@@ -263,10 +260,15 @@ def replay(
     return {"curve": curve, "trials": trials}
 
 
-def _distributions(space: Any) -> dict[str, Any]:
+@functools.cache
+def default_space() -> tuple[Any, dict[str, Any]]:
+    """The default space and its Optuna distributions (Tune's conversion), read once per process."""
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch.convert_search_space(space.to_tune())
+    from byol_tune.search.space import load_space
+
+    space = load_space("default")
+    return space, OptunaSearch.convert_search_space(space.to_tune())
 
 
 def oracle_config(surrogate: Surrogate, samples: int = 20_000) -> dict[str, Any]:
@@ -274,10 +276,7 @@ def oracle_config(surrogate: Surrogate, samples: int = 20_000) -> dict[str, Any]
     optimum: the learning rate's vertex and an edge of every other key's range)."""
     import optuna
 
-    from byol_tune.search.space import load_space
-
-    space = load_space("default")
-    distributions = _distributions(space)
+    space, distributions = default_space()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     configs = (
         space.make_config(study.ask(distributions).params, {"max_epochs": surrogate.max_epochs}).model_dump()

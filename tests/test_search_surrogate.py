@@ -103,7 +103,7 @@ def test_study_trials_drop_fixed_configs_and_keep_the_longest_copy(tmp_path: Pat
         "lightly-seed0.json": {"seed": 0, "trials": [{"params": BASE, "history": [30.0]}]},
     }
     for name, run in runs.items():
-        (folder / name).write_text(json.dumps(run))
+        (folder / name).write_text(json.dumps({"method": name.split("-")[0], **run}))
     found = sur.study_trials([folder])
     assert sorted((seed, h) for seed, _, h in found) == [
         (0, [19.0, 18.0]),
