@@ -113,12 +113,12 @@ def render(found: dict[str, dict[str, Any]], results: Path) -> str:
     lines += search_quality_report.render(
         results / "search_quality",
         results,
-        previous=results / "search_quality_round2",
+        search_quality_report.ROUNDS,
         longer=results / "search_quality_long",
     )
     random_runs = [
         run
-        for name in search_surrogate.STUDY
+        for name in search_surrogate.CURRENT
         for run in search_quality_report.load(results / name).get("random_asha", {}).values()
     ]
     lines += search_surrogate.render(results / "search_surrogate.json", random_runs)

@@ -10,6 +10,7 @@ import json
 import math
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ def best_so_far(run: dict[str, Any]) -> list[float]:
 def epochs_to_reach(run: dict[str, Any], target: float) -> int | None:
     """Cumulative trial-epochs at which ``run``'s best-so-far first reaches ``target`` (None: never)."""
     return next((i + 1 for i, v in enumerate(best_so_far(run)) if v >= target - 1e-9), None)
+
+
+def config_text(config: dict[str, Any]) -> str:
+    """``key value, ...``: integers as they are, other numbers to 3 significant digits."""
+    return ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.3g}" for k, v in config.items())
 
 
 def mean_sd(values: list[float]) -> str:
@@ -209,42 +215,131 @@ def sensitivity(points: list[tuple[float, float, float]], at_epoch: int) -> list
     return lines
 
 
-EVIDENCE_KEYS = ("warmup_epochs", "projector_hidden_dim", "predictor_hidden_dim")
+@dataclass(frozen=True)
+class Round:
+    """A study over an earlier default space, kept in ``folder`` (and ``longer``, its longer searches)."""
+
+    folder: str
+    space: str  # in words: how the space differed from the one after it
+    evidence_keys: tuple[str, ...]  # the sampled keys the space was changed on
+    longer: str | None = None
+    surrogate: str | None = None  # search_surrogate.py's JSON as fitted to this round, in ``folder``
 
 
-def space_evidence(runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int) -> list[str]:
-    """``knn_top1`` at ``at_epoch`` of every search trial, grouped by each value of the sampled
-    :data:`EVIDENCE_KEYS`: what the default space was changed on."""
+ROUNDS = (  # newest first
+    Round(
+        "search_quality_round3",
+        "learning rate 3e-4 to 1e-2, tau schedule 200, 500 or 1000 steps, projector 512, 1024 or 2048 "
+        "hidden and 64, 128 or 256 out, predictor 512, 1024 or 2048 hidden",
+        (
+            "learning_rate",
+            "tau_schedule_steps",
+            "projector_hidden_dim",
+            "projector_out_dim",
+            "predictor_hidden_dim",
+        ),
+        longer="search_quality_long_round3",
+        surrogate="search_surrogate.json",
+    ),
+    Round(
+        "search_quality_round2",
+        "heads 256-1024, warm-up 0 or 1 epoch; its stopper counted a trial's repeated last result as an "
+        "epoch, see trial-epochs used",
+        ("warmup_epochs", "projector_hidden_dim", "predictor_hidden_dim"),
+    ),
+)
+EVIDENCE_BINS = {"learning_rate": (3e-4, 1e-3, 3e-3, 1e-2)}  # a continuous key is grouped by these edges
+
+
+def evidence_group(key: str, value: float) -> tuple[float, str]:
+    """(sort key, label) of ``value``'s group: the value itself, or its bin for a key in
+    :data:`EVIDENCE_BINS`."""
+    edges = EVIDENCE_BINS.get(key)
+    if edges is None:
+        return value, f"{value:g}"
+    low = max((e for e in edges if e <= value), default=edges[0])
+    high = min((e for e in edges if e > value), default=edges[-1])
+    return low, f"{low:g}-{high:g}"
+
+
+def space_evidence(trials: list[dict[str, Any]], at_epoch: int, keys: tuple[str, ...]) -> list[str]:
+    """``knn_top1`` at ``at_epoch`` of the distinct search ``trials`` (a start-up trial recurs in every
+    method run on its seed), grouped by each value of the sampled ``keys``: what the space was changed on."""
+    distinct = {json.dumps([t["sample"], t["history"]], sort_keys=True): t for t in trials if "sample" in t}
     lines = []
-    for key in EVIDENCE_KEYS:
-        groups: dict[float, list[float]] = {}
-        for trial in trials_reaching(runs, at_epoch):
-            if key in trial.get("sample", {}):
-                groups.setdefault(trial["sample"][key], []).append(trial["history"][at_epoch - 1])
+    for key in keys:
+        groups: dict[tuple[float, str], list[float]] = {}
+        for trial in distinct.values():
+            if key in trial["sample"]:
+                group = evidence_group(key, trial["sample"][key])
+                groups.setdefault(group, []).append(trial["history"][at_epoch - 1])
         if groups:
             cells = [
-                f"{value:g}: {mean_sd(knns)} ({len(knns)} trials)" for value, knns in sorted(groups.items())
+                f"{label}: {mean_sd(knns)} ({len(knns)} trials)"
+                for (_, label), knns in sorted(groups.items())
             ]
             lines.append(f"- {KNN} at epoch {at_epoch} by sampled `{key}`: " + "; ".join(cells) + ".")
     return lines
 
 
-def previous_round(folder: Path, at_epoch: int) -> list[str]:
-    """The round before the current default space, kept in ``folder``, and its evidence."""
-    runs = load(folder)
+def surrogate_check(path: Path, retrained: list[dict[str, Any]]) -> list[str]:
+    """The surrogate's best config trained for real (``path``: search_surrogate.py's JSON with its
+    ``--check``) against the ``retrained`` best configs of random + ASHA runs, seed by seed."""
+    if not path.is_file():
+        return []
+    result = json.loads(path.read_text())
+    check = result.get("check")
+    if not check:
+        return []
+    oracle = config_text(result["oracle"])
+    bests = {int(seed): max(history) for seed, history in check["histories"].items()}
+    lines = [
+        f"- The surrogate fitted to this round ({path.parent.name}/{path.name}) put its best config at "
+        f"{oracle}; "
+        f"trained for real ({check['max_epochs']} epochs, seeds {', '.join(map(str, bests))}): best {KNN} "
+        f"{mean_sd(list(bests.values()))} ({', '.join(f'{b:.1f}' for b in bests.values())})."
+    ]
+    for budget in sorted({run["budget"] for run in retrained}):
+        paired = [
+            bests[r["retrain"]["seed"]] - r["retrain"]["best"]
+            for r in retrained
+            if r["budget"] == budget and r["retrain"]["seed"] in bests
+        ]
+        if paired:
+            lines.append(
+                f"- Against the round's best random + ASHA configs at {budget} trial-epochs, retrained on "
+                f"the same seeds: {', '.join(f'{d:+.1f}' for d in paired)}."
+            )
+    return lines
+
+
+def previous_round(results: Path, past: Round, at_epoch: int) -> list[str]:
+    """The study over an earlier default space, and what the space was changed on."""
+    runs = load(results / past.folder)
     if not runs:
         return []
+    longer = load(results / past.longer) if past.longer else {}
+    retrained = [
+        run
+        for by_method in (runs, longer)
+        for run in by_method.get(DEFAULT_SEARCH, {}).values()
+        if "retrain" in run
+    ]
+    checked = surrogate_check(results / past.folder / past.surrogate, retrained) if past.surrogate else []
     return [
-        f"### Before the space change ({folder.name}/)",
+        f"### Before a space change ({past.folder}/)",
         "",
-        "The same study over the previous default space (heads 256-1024, warm-up 0 or 1 epoch), with a "
-        "stopper that counted a trial's repeated last result as an epoch (see trial-epochs used):",
+        f"The same study over an earlier default space ({past.space}):",
         "",
         *summary_table(runs),
         "",
-        "What the space was changed on:",
+        *([f"Its longer searches ({past.longer}/):", "", *summary_table(longer), ""] if longer else []),
+        "What the space was changed on (every search trial of the round):",
         "",
-        *space_evidence(runs, at_epoch),
+        *space_evidence(
+            trials_reaching(runs, at_epoch) + trials_reaching(longer, at_epoch), at_epoch, past.evidence_keys
+        ),
+        *checked,
         "",
     ]
 
@@ -320,8 +415,10 @@ def plot_sensitivity(points: list[tuple[float, float, float]], at_epoch: int, pa
 
 
 def render(
-    folder: Path, image_dir: Path, previous: Path | None = None, longer: Path | None = None
+    folder: Path, image_dir: Path, rounds: tuple[Round, ...] = (), longer: Path | None = None
 ) -> list[str]:
+    """Section 6 from ``folder`` (the study over the current default space), its ``longer`` searches
+    and the earlier ``rounds`` (newest first; their folders lie in ``image_dir``, where the plots go)."""
     runs = load(folder)
     if not runs:
         return [f"Not measured yet: `python benchmarks/search_quality.py` (writes {folder.name}/)."]
@@ -349,13 +446,11 @@ def render(
         ]
     if longer is not None:
         lines += longer_searches(longer, runs.get("lightly", {}), any_run["budget"], image_dir)
-    return lines + (previous_round(previous, at_epoch) if previous is not None else [])
+    return lines + [line for past in rounds for line in previous_round(image_dir, past, at_epoch)]
 
 
 if __name__ == "__main__":
     here = Path(__file__).resolve().parent
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "results" / "search_quality"
     results = here / "results"
-    print(
-        "\n".join(render(folder, results, results / "search_quality_round2", results / "search_quality_long"))
-    )
+    print("\n".join(render(folder, results, ROUNDS, results / "search_quality_long")))

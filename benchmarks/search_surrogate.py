@@ -3,7 +3,9 @@
 In ``search_quality.py``, TPE + ASHA did not reach random + ASHA's final best in half the trial-epochs,
 at 24 or at 48. Three seeds of real searches cannot tell bad luck from the product's TPE settings, noise
 in the objective, or too small a budget; hundreds of replayed searches can. The surrogate is fitted by
-least squares to every trial the study ran over the default space (``--study`` folders):
+least squares to every trial of the study's folders (:data:`STUDY`: the current default space and the
+wider round before it, on whose ranges the weights are estimated); searches are replayed over the current
+default space:
 
 - ``knn_top1`` at ASHA's first rung = weights . :data:`FEATURES` of the config + a per-seed offset +
   the unexplained rest, one draw per trial (its sd: the fit's residual). Training is deterministic per
@@ -49,10 +51,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from search_quality_report import KNN, load, mean_sd
+from search_quality_report import KNN, config_text, load, mean_sd
 
 HERE = Path(__file__).resolve().parent
-STUDY = ("search_quality", "search_quality_long")  # the study's folders over the current default space
+CURRENT = ("search_quality", "search_quality_long")  # the study's folders over the current default space
+# the surrogate is fitted to these and the round before the space was narrowed toward its oracle: the wider
+# ranges of that round are what its weights are estimated on
+STUDY = (*CURRENT, "search_quality_round3", "search_quality_long_round3")
 SEARCHED = (  # the default space's searched keys, as config fields
     "learning_rate",
     "tau_base",
@@ -331,7 +336,7 @@ def render(path: Path, measured: list[dict[str, Any]] | None = None) -> list[str
     result = json.loads(path.read_text())
     s, rows = result["surrogate"], result["rows"]
     weights = ", ".join(f"{k} {w:+.2f}" for k, w in s["weights"].items())
-    oracle = ", ".join(f"{k} {v:.3g}" for k, v in result["oracle"].items())
+    oracle = config_text(result["oracle"])
     lines = [
         f"### Why TPE misses the goal: searches replayed on a surrogate ({path.name})",
         "",

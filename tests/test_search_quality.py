@@ -112,23 +112,43 @@ def test_fixed_configs_are_valid_configs(method: str) -> None:
         assert (config.optimizer, config.tau_base, config.warmup_epochs) == ("lars", 0.996, 0.24)
 
 
-def test_space_evidence_groups_epoch_two_by_sampled_value(tmp_path: Path) -> None:
+def test_space_evidence_groups_distinct_trials_by_sampled_value_or_bin(tmp_path: Path) -> None:
     a, b = (
         run("random_asha", 0, [10.0, 20.0, 15.0, 30.0], ["a", "a", "b", "b"]),
         run("lightly", 0, [5.0, 6.0]),
     )
-    a["trials"][0]["sample"] = {"warmup_epochs": 0}
-    a["trials"][1]["sample"] = {"warmup_epochs": 1}
+    a["trials"][0]["sample"] = {"warmup_epochs": 0, "learning_rate": 5e-4}
+    a["trials"][1]["sample"] = {"warmup_epochs": 1, "learning_rate": 4e-3}
     b["trials"][0]["sample"] = {"warmup_epochs": 1}  # fixed configs are not search trials: left out
-    lines = report.space_evidence({"random_asha": {0: a}, "lightly": {0: b}}, at_epoch=2)
+    tpe = json.loads(json.dumps({**a, "method": "tpe_asha"}))  # its start-up trials are random_asha's
+    trials = report.trials_reaching({"random_asha": {0: a}, "tpe_asha": {0: tpe}, "lightly": {0: b}}, 2)
+    lines = report.space_evidence(trials, 2, ("warmup_epochs", "learning_rate", "weight_decay"))
     assert lines == [
-        "- knn_top1 at epoch 2 by sampled `warmup_epochs`: 0: 20.0 (1 trials); 1: 30.0 (1 trials)."
+        "- knn_top1 at epoch 2 by sampled `warmup_epochs`: 0: 20.0 (1 trials); 1: 30.0 (1 trials).",
+        "- knn_top1 at epoch 2 by sampled `learning_rate`: 0.0003-0.001: 20.0 (1 trials); "
+        "0.003-0.01: 30.0 (1 trials).",
     ]
+    past = report.Round("round2", "heads 256-1024", ("warmup_epochs",), longer="long2")
     (tmp_path / "round2").mkdir()
     (tmp_path / "round2" / "random_asha-seed0.json").write_text(json.dumps(a))
-    section = report.previous_round(tmp_path / "round2", at_epoch=2)
-    assert section[0] == "### Before the space change (round2/)" and lines[0] in section
-    assert report.previous_round(tmp_path / "missing", at_epoch=2) == []
+    section = report.previous_round(tmp_path, past, at_epoch=2)
+    assert section[:3] == [
+        "### Before a space change (round2/)",
+        "",
+        "The same study over an earlier default space (heads 256-1024):",
+    ]
+    assert lines[0] in section and not any("long2" in line for line in section)  # no longer searches
+    (tmp_path / "long2").mkdir()
+    longer = run("random_asha", 1, [40.0, 50.0], ["c", "c"])
+    longer["trials"][0]["sample"] = {"warmup_epochs": 0}
+    (tmp_path / "long2" / "random_asha-seed1.json").write_text(json.dumps(longer))
+    section = report.previous_round(tmp_path, past, at_epoch=2)
+    assert "Its longer searches (long2/):" in section
+    assert (
+        "- knn_top1 at epoch 2 by sampled `warmup_epochs`: 0: 35.0 ± 21.2 (2 trials); 1: 30.0 (1 trials)."
+        in section
+    )
+    assert report.previous_round(tmp_path, report.Round("missing", "", ()), at_epoch=2) == []
 
 
 def test_sensitivity_says_how_it_compares_with_the_paper() -> None:
@@ -161,3 +181,28 @@ def test_study_pins_the_tpe_start_up_it_measured() -> None:
     # the product's default (Optuna's 10) would make the studied 6-trial TPE searches random ones
     assert search_quality.TPE_STARTUP == {"random_asha": 10, "tpe_asha": 3, "tpe_noes": 2}
     assert search_quality.RETRAINED == report.DEFAULT_SEARCH == "random_asha"
+
+
+def test_surrogate_check_pairs_the_oracle_with_retrained_bests_by_seed(tmp_path: Path) -> None:
+    path = tmp_path / "r3" / "s.json"
+    path.parent.mkdir()
+    result = {"oracle": {"learning_rate": 1e-3, "projector_out_dim": 64}}
+    path.write_text(json.dumps(result))
+    retrained = [
+        {"budget": 24, "retrain": {"seed": 100, "best": 22.0}},
+        {"budget": 48, "retrain": {"seed": 101, "best": 31.0}},
+        {"budget": 48, "retrain": {"seed": 105, "best": 1.0}},  # the oracle was not trained on 105
+    ]
+    assert report.surrogate_check(path, retrained) == []  # not checked yet
+    result["check"] = {"max_epochs": 2, "histories": {"100": [20.0, 25.0], "101": [30.0, 28.0]}}
+    path.write_text(json.dumps(result))
+    assert report.surrogate_check(path, retrained) == [
+        "- The surrogate fitted to this round (r3/s.json) put its best config at learning_rate 0.001, "
+        "projector_out_dim 64; trained for real (2 epochs, seeds 100, 101): best knn_top1 27.5 ± 3.5 "
+        "(25.0, 30.0).",
+        "- Against the round's best random + ASHA configs at 24 trial-epochs, retrained on the same seeds: "
+        "+3.0.",
+        "- Against the round's best random + ASHA configs at 48 trial-epochs, retrained on the same seeds: "
+        "-1.0.",
+    ]
+    assert report.surrogate_check(tmp_path / "none.json", retrained) == []
