@@ -153,9 +153,9 @@ def retrain_leads(
 
 
 def trials_reaching(runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int) -> list[dict[str, Any]]:
-    """Every search trial (not the fixed configs) that reported ``at_epoch``."""
+    """Every search trial (not the fixed configs) that reported ``at_epoch``, with its run's seed."""
     return [
-        trial
+        {**trial, "seed": run["seed"]}
         for method, by_seed in runs.items()
         if method not in ("lightly", "paper", LAST_EPOCH_TPE)  # its start-up trials are tpe_asha's
         for run in by_seed.values()
@@ -164,13 +164,24 @@ def trials_reaching(runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int) -
     ]
 
 
+def distinct(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One trial per seed and sampled config, the one that ran longest: TPE's start-up trials recur in every
+    method run on a seed, and a config stopped early in one search may run on in another."""
+    found: dict[str, dict[str, Any]] = {}
+    for trial in trials:
+        key = json.dumps([trial["seed"], trial.get("sample", trial["trial"])], sort_keys=True)
+        if key not in found or len(trial["history"]) > len(found[key]["history"]):
+            found[key] = trial
+    return list(found.values())
+
+
 def search_trials(
     runs: dict[str, dict[int, dict[str, Any]]], at_epoch: int
 ) -> list[tuple[float, float, float]]:
     """(tau_base, learning_rate, knn at ``at_epoch``) of every search trial that reached that epoch."""
     return [
         (t["params"]["tau_base"], t["params"]["learning_rate"], t["history"][at_epoch - 1])
-        for t in trials_reaching(runs, at_epoch)
+        for t in distinct(trials_reaching(runs, at_epoch))
     ]
 
 
@@ -251,25 +262,29 @@ ROUNDS = (  # newest first
 EVIDENCE_BINS = {"learning_rate": (3e-4, 1e-3, 3e-3, 1e-2)}  # a continuous key is grouped by these edges
 
 
-def evidence_group(key: str, value: float) -> tuple[float, str]:
+def evidence_group(key: str, value: Any) -> tuple[tuple[int, Any], str]:
     """(sort key, label) of ``value``'s group: the value itself, or its bin for a key in
-    :data:`EVIDENCE_BINS`."""
+    :data:`EVIDENCE_BINS`; numbers sort by value, before any other choice."""
+    if not isinstance(value, int | float):
+        return (1, str(value)), str(value)
     edges = EVIDENCE_BINS.get(key)
     if edges is None:
-        return value, f"{value:g}"
-    low = max((e for e in edges if e <= value), default=edges[0])
-    high = min((e for e in edges if e > value), default=edges[-1])
-    return low, f"{low:g}-{high:g}"
+        return (0, value), f"{value:g}"
+    if value < edges[0]:
+        return (0, value), f"< {edges[0]:g}"
+    if value >= edges[-1]:
+        return (0, edges[-1]), f">= {edges[-1]:g}"
+    low = max(e for e in edges if e <= value)
+    return (0, low), f"{low:g}-{min(e for e in edges if e > value):g}"
 
 
 def space_evidence(trials: list[dict[str, Any]], at_epoch: int, keys: tuple[str, ...]) -> list[str]:
-    """``knn_top1`` at ``at_epoch`` of the distinct search ``trials`` (a start-up trial recurs in every
-    method run on its seed), grouped by each value of the sampled ``keys``: what the space was changed on."""
-    distinct = {json.dumps([t["sample"], t["history"]], sort_keys=True): t for t in trials if "sample" in t}
+    """``knn_top1`` at ``at_epoch`` of the :func:`distinct` search ``trials``, grouped by each value of the
+    sampled ``keys``: what the space was changed on."""
     lines = []
     for key in keys:
-        groups: dict[tuple[float, str], list[float]] = {}
-        for trial in distinct.values():
+        groups: dict[tuple[tuple[int, Any], str], list[float]] = {}
+        for trial in distinct([t for t in trials if "sample" in t]):
             if key in trial["sample"]:
                 group = evidence_group(key, trial["sample"][key])
                 groups.setdefault(group, []).append(trial["history"][at_epoch - 1])
@@ -301,14 +316,14 @@ def surrogate_check(path: Path, retrained: list[dict[str, Any]]) -> list[str]:
     ]
     for budget in sorted({run["budget"] for run in retrained}):
         paired = [
-            bests[r["retrain"]["seed"]] - r["retrain"]["best"]
+            f"seed {r['retrain']['seed']}: {bests[r['retrain']['seed']] - r['retrain']['best']:+.1f}"
             for r in retrained
             if r["budget"] == budget and r["retrain"]["seed"] in bests
         ]
         if paired:
             lines.append(
                 f"- Against the round's best random + ASHA configs at {budget} trial-epochs, retrained on "
-                f"the same seeds: {', '.join(f'{d:+.1f}' for d in paired)}."
+                f"the same seeds: {', '.join(paired)}."
             )
     return lines
 
@@ -329,11 +344,25 @@ def previous_round(results: Path, past: Round, at_epoch: int) -> list[str]:
     return [
         f"### Before a space change ({past.folder}/)",
         "",
-        f"The same study over an earlier default space ({past.space}):",
+        f"The same study over an earlier default space ({past.space}), run on the machine of its day (the "
+        "lightly rows, here and above, show how much a machine moves the same config):",
         "",
         *summary_table(runs),
         "",
-        *([f"Its longer searches ({past.longer}/):", "", *summary_table(longer), ""] if longer else []),
+        *retrain_leads(runs, runs.get("lightly", {})),
+        "",
+        *(
+            [
+                f"Its longer searches ({past.longer}/):",
+                "",
+                *summary_table(longer),
+                "",
+                *retrain_leads(longer, runs.get("lightly", {})),
+                "",
+            ]
+            if longer
+            else []
+        ),
         "What the space was changed on (every search trial of the round):",
         "",
         *space_evidence(

@@ -1,7 +1,7 @@
 """Why TPE misses the search-quality goal: the study's searches replayed on a surrogate of its trials.
 
 In ``search_quality.py``, TPE + ASHA did not reach random + ASHA's final best in half the trial-epochs,
-at 24 or at 48. Three seeds of real searches cannot tell bad luck from the product's TPE settings, noise
+at 24 or at 48. A few seeds of real searches cannot tell bad luck from the product's TPE settings, noise
 in the objective, or too small a budget; hundreds of replayed searches can. The surrogate is fitted by
 least squares to every trial of the study's folders (:data:`STUDY`: the current default space and the
 wider round before it, on whose ranges the weights are estimated); searches are replayed over the current
@@ -29,7 +29,7 @@ and reports the goal's share: how often the case's best-so-far after half the bu
 final best.
 
 Run: ``python benchmarks/search_surrogate.py`` (about 6 minutes on 2 CPU cores, half of it the GP case,
-then ``--check``: about 10 minutes; ``--quick``: smoke).
+then ``--check``: about 4 minutes for 5 seeds; ``--quick``: smoke).
 Writes ``results/search_surrogate.json``; ``make_results.py`` renders it in RESULTS.md, section 6.
 """
 
@@ -67,7 +67,7 @@ SEARCHED = (  # the default space's searched keys, as config fields
     "projector_out_dim",
     "predictor_hidden_dim",
 )
-CHECK_SEEDS = (100, 101, 102)  # search_quality.py retrains its best configs on seed + 100
+CHECK_SEEDS = (100, 101, 102, 103, 104)  # search_quality.py retrains its best configs on seed + 100
 FEATURES: dict[str, Callable[[dict[str, Any]], float]] = {
     "log10 lr": lambda p: math.log10(p["learning_rate"]),
     "(log10 lr)^2": lambda p: math.log10(p["learning_rate"]) ** 2,
@@ -317,7 +317,6 @@ def run_case(args: tuple[Surrogate, Case, int, int, dict[str, Any] | None]) -> d
         "budget": budget,
         "sims": sims,
         "share": share,
-        "all_of_3": share**3,
         "final": statistics.mean(finals),
         "random_final": statistics.mean(rivals),
         "trials": statistics.mean(trials),
@@ -325,7 +324,8 @@ def run_case(args: tuple[Surrogate, Case, int, int, dict[str, Any] | None]) -> d
     }
 
 
-GOAL_SHARE = 0.8  # a case "meets" the goal when it does so in this share of replays (3 of 3 seeds: ~half)
+GOAL_SHARE = 0.8  # a case "meets" the goal when it does so in this share of replays (then all of 3 seeds
+# meet it about half the time, all of 5 a third)
 
 
 def render(path: Path, measured: list[dict[str, Any]] | None = None) -> list[str]:
@@ -335,6 +335,7 @@ def render(path: Path, measured: list[dict[str, Any]] | None = None) -> list[str
         return [f"Not measured yet: `python benchmarks/search_surrogate.py` (writes {path.name})."]
     result = json.loads(path.read_text())
     s, rows = result["surrogate"], result["rows"]
+    seeds = len({run["seed"] for run in measured or []}) or 3  # the study's seeds (the goal asks for >= 3)
     weights = ", ".join(f"{k} {w:+.2f}" for k, w in s["weights"].items())
     oracle = config_text(result["oracle"])
     lines = [
@@ -343,7 +344,8 @@ def render(path: Path, measured: list[dict[str, Any]] | None = None) -> list[str
         *(["> **Smoke run (`--quick`): these figures are not results.**", ""] if result["quick"] else []),
         f"`search_surrogate.py` fits a surrogate to the {s['trials']} distinct search trials of "
         f"{', '.join(f'{name}/' for name in result['study'])} ({s['full_trials']} ran all "
-        f"{s['max_epochs']} epochs) and replays searches on it as the study ran them. {KNN} at epoch "
+        f"{s['max_epochs']} epochs) and replays searches on it as the study ran them, over the current "
+        f"default space. {KNN} at epoch "
         f"{s['rung']} (ASHA's first rung) = {weights}, plus a per-seed offset; the unexplained rest (misfit "
         f"and run-to-run chaos: training is deterministic per config and seed), sd {s['config_sd']:.2f}, is "
         f"drawn afresh per trial, so no sampler can learn it; then a rise to epoch {s['max_epochs']} of "
@@ -351,13 +353,13 @@ def render(path: Path, measured: list[dict[str, Any]] | None = None) -> list[str
         f"The oracle's config (the surrogate's best): {oracle}.",
         "",
         "| case | budget (trial-epochs) | goal share: reaches random's final best in half the budget "
-        "| all of 3 seeds (share³) | final best | random's final best | trials per search |",
+        f"| all of {seeds} seeds (share^{seeds}) | final best | random's final best | trials per search |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         share = f"{r['share']:.2f} (of {r['sims']})"
         lines.append(
-            f"| {r['case']['name']} | {r['budget']} | {share} | {r['all_of_3']:.2f} | {r['final']:.1f} "
+            f"| {r['case']['name']} | {r['budget']} | {share} | {r['share'] ** seeds:.2f} | {r['final']:.1f} "
             f"| {r['random_final']:.1f} | {r['trials']:.0f} |"
         )
     studied = [r for r in rows if r["case"]["name"] == CASES[0].name]

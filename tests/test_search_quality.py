@@ -117,27 +117,28 @@ def test_space_evidence_groups_distinct_trials_by_sampled_value_or_bin(tmp_path:
         run("random_asha", 0, [10.0, 20.0, 15.0, 30.0], ["a", "a", "b", "b"]),
         run("lightly", 0, [5.0, 6.0]),
     )
-    a["trials"][0]["sample"] = {"warmup_epochs": 0, "learning_rate": 5e-4}
-    a["trials"][1]["sample"] = {"warmup_epochs": 1, "learning_rate": 4e-3}
+    a["trials"][0]["sample"] = {"warmup_epochs": 0, "learning_rate": 5e-4, "projector_hidden_dim": 2048}
+    a["trials"][1]["sample"] = {"warmup_epochs": 1, "learning_rate": 4e-3, "projector_hidden_dim": 512}
     b["trials"][0]["sample"] = {"warmup_epochs": 1}  # fixed configs are not search trials: left out
     tpe = json.loads(json.dumps({**a, "method": "tpe_asha"}))  # its start-up trials are random_asha's
+    tpe["trials"][0]["history"] = [10.0, 22.0, 23.0]  # a config that ran on longer: counted once, as run
     trials = report.trials_reaching({"random_asha": {0: a}, "tpe_asha": {0: tpe}, "lightly": {0: b}}, 2)
-    lines = report.space_evidence(trials, 2, ("warmup_epochs", "learning_rate", "weight_decay"))
+    keys = ("warmup_epochs", "learning_rate", "projector_hidden_dim", "weight_decay")
+    lines = report.space_evidence(trials, 2, keys)
     assert lines == [
-        "- knn_top1 at epoch 2 by sampled `warmup_epochs`: 0: 20.0 (1 trials); 1: 30.0 (1 trials).",
-        "- knn_top1 at epoch 2 by sampled `learning_rate`: 0.0003-0.001: 20.0 (1 trials); "
+        "- knn_top1 at epoch 2 by sampled `warmup_epochs`: 0: 22.0 (1 trials); 1: 30.0 (1 trials).",
+        "- knn_top1 at epoch 2 by sampled `learning_rate`: 0.0003-0.001: 22.0 (1 trials); "
         "0.003-0.01: 30.0 (1 trials).",
+        "- knn_top1 at epoch 2 by sampled `projector_hidden_dim`: 512: 30.0 (1 trials); "
+        "2048: 22.0 (1 trials).",  # by value, not as text
     ]
     past = report.Round("round2", "heads 256-1024", ("warmup_epochs",), longer="long2")
     (tmp_path / "round2").mkdir()
     (tmp_path / "round2" / "random_asha-seed0.json").write_text(json.dumps(a))
     section = report.previous_round(tmp_path, past, at_epoch=2)
-    assert section[:3] == [
-        "### Before a space change (round2/)",
-        "",
-        "The same study over an earlier default space (heads 256-1024):",
-    ]
-    assert lines[0] in section and not any("long2" in line for line in section)  # no longer searches
+    assert section[0] == "### Before a space change (round2/)"
+    assert section[2].startswith("The same study over an earlier default space (heads 256-1024), run on")
+    assert not any("long2" in line for line in section)  # no longer searches
     (tmp_path / "long2").mkdir()
     longer = run("random_asha", 1, [40.0, 50.0], ["c", "c"])
     longer["trials"][0]["sample"] = {"warmup_epochs": 0}
@@ -149,6 +150,46 @@ def test_space_evidence_groups_distinct_trials_by_sampled_value_or_bin(tmp_path:
         in section
     )
     assert report.previous_round(tmp_path, report.Round("missing", "", ()), at_epoch=2) == []
+
+
+def test_evidence_groups_at_and_beyond_the_bin_edges() -> None:
+    group = report.evidence_group
+    assert group("learning_rate", 3e-4) == ((0, 3e-4), "0.0003-0.001")
+    assert group("learning_rate", 1e-4) == ((0, 1e-4), "< 0.0003")
+    assert group("learning_rate", 1e-2) == ((0, 1e-2), ">= 0.01")
+    assert group("optimizer", "lars") == ((1, "lars"), "lars")  # a non-numeric choice sorts after numbers
+
+
+def test_previous_round_shows_its_retrains_and_its_surrogate_check(tmp_path: Path) -> None:
+    (tmp_path / "r3").mkdir()
+    searched = {**run("random_asha", 0, [10.0, 30.0]), "retrain": {"seed": 100, "best": 26.0}}
+    searched["trials"][0]["sample"] = {"projector_out_dim": 64}
+    for name, content in {
+        "random_asha-seed0.json": searched,
+        "lightly-seed0.json": run("lightly", 0, [20.0, 20.0]),
+        "surrogate.json": {
+            "oracle": {"projector_out_dim": 64},
+            "check": {"max_epochs": 2, "histories": {"100": [25.0, 28.0]}},
+        },
+    }.items():
+        (tmp_path / "r3" / name).write_text(json.dumps(content))
+    section = report.previous_round(tmp_path, report.Round("r3", "wide", (), surrogate="surrogate.json"), 2)
+    assert (
+        "- The best random search + ASHA config retrained from scratch with another seed "
+        "(space's max_epochs): 26.0, i.e. +6.0 over lightly's mean: lead kept (>= +5) in 1 of 1." in section
+    )
+    assert section[-2] == (
+        "- Against the round's best random + ASHA configs at 2 trial-epochs, retrained on the same seeds: "
+        "seed 100: +2.0."
+    )
+
+
+def test_study_folders_are_shipped() -> None:
+    results = Path(search_quality.__file__).resolve().parent / "results"
+    for past in report.ROUNDS:
+        assert (results / past.folder).is_dir(), past.folder
+        assert past.longer is None or (results / past.longer).is_dir(), past.longer
+        assert past.surrogate is None or (results / past.folder / past.surrogate).is_file(), past.surrogate
 
 
 def test_sensitivity_says_how_it_compares_with_the_paper() -> None:
@@ -201,8 +242,8 @@ def test_surrogate_check_pairs_the_oracle_with_retrained_bests_by_seed(tmp_path:
         "projector_out_dim 64; trained for real (2 epochs, seeds 100, 101): best knn_top1 27.5 ± 3.5 "
         "(25.0, 30.0).",
         "- Against the round's best random + ASHA configs at 24 trial-epochs, retrained on the same seeds: "
-        "+3.0.",
+        "seed 100: +3.0.",
         "- Against the round's best random + ASHA configs at 48 trial-epochs, retrained on the same seeds: "
-        "-1.0.",
+        "seed 101: -1.0.",
     ]
     assert report.surrogate_check(tmp_path / "none.json", retrained) == []

@@ -148,14 +148,13 @@ def test_render_states_where_the_studied_tpe_meets_the_goal(tmp_path: Path) -> N
             "budget": b,
             "sims": 10,
             "share": s,
-            "all_of_3": s**3,
             "final": 30.0,
             "random_final": 29.0,
             "trials": 12,
         }
         for b, s in ((48, 0.3), (96, 0.5), (192, 0.8))
     ]
-    rows.append({**rows[0], "case": other.__dict__, "share": 0.6, "all_of_3": 0.216})
+    rows.append({**rows[0], "case": other.__dict__, "share": 0.6})
     path = tmp_path / "search_surrogate.json"
     result: dict[str, Any] = {
         "surrogate": flat_surrogate().__dict__,
@@ -166,8 +165,8 @@ def test_render_states_where_the_studied_tpe_meets_the_goal(tmp_path: Path) -> N
     result |= {"quick": False, "study": ["search_quality"], "oracle_expected_best": 30.0, "check": check}
     path.write_text(json.dumps(result))
     measured = [
-        {"budget": 48, "best": 28.0, "retrain": {"seed": 100, "best": 25.0}},
-        {"budget": 48, "best": 30.0, "retrain": {"seed": 101, "best": 27.0}},
+        {"budget": 48, "seed": 0, "best": 28.0, "retrain": {"seed": 100, "best": 25.0}},
+        {"budget": 48, "seed": 1, "best": 30.0, "retrain": {"seed": 101, "best": 27.0}},
     ]
     lines = sur.render(path, measured)
     assert not [line for line in lines if "{" in line]  # every placeholder filled in
@@ -189,8 +188,9 @@ def test_render_states_where_the_studied_tpe_meets_the_goal(tmp_path: Path) -> N
         "measured 29.0 (mean of 2 seeds)." in lines
     )
     assert (
-        "| ... ASHA grace period 1 (both searches) | 48 | 0.60 (of 10) | 0.22 | 30.0 | 29.0 | 12 |" in lines
-    )
+        "| ... ASHA grace period 1 (both searches) | 48 | 0.60 (of 10) | 0.36 | 30.0 | 29.0 | 12 |" in lines
+    )  # 0.6 ** 2: both of the study's 2 seeds
+    assert any("| all of 2 seeds (share^2) |" in line for line in lines)
 
 
 def test_bad_arguments_are_one_line_each(tmp_path: Path) -> None:
