@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 
 KNN = "knn_top1"
 LAST_EPOCH_TPE = "tpe_asha_last"
@@ -436,6 +437,8 @@ def plot_sensitivity(points: list[tuple[float, float, float]], at_epoch: int, pa
         axes[0].axvline(1 - tau, color="grey", lw=0.6, ls="--")
     axes[1].scatter(lrs, knns, s=14)
     axes[1].set(xscale="log", xlabel="learning_rate (log)")
+    # the range spans about one decade: its labelled minor ticks would overlap
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
     fig.suptitle("Sensitivity over all search trials (dashed: tau 0.99, 0.996, 0.999)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
