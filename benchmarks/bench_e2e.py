@@ -6,7 +6,9 @@ example), then its example loop (``bench_step.lightly_stepper``). Ours: the pack
 ``BYOLDataModule`` over ``TensorData`` (a whole uint8 batch per fetch, same number of workers) and the
 batched on-device ``TwoViewAugment`` inside the module's training step. Both loaders keep their workers
 between rounds; every round starts a fresh iterator and an untimed warm-up step. Our model-only rate
-(pre-made float views) is measured in the same rounds, for "ours end to end / ours model only".
+(pre-made float views) is measured in the same rounds, for "ours end to end / ours model only". Where
+the device computes bfloat16 natively (a GPU, or a CPU with AMX/AVX512-BF16), ours runs once more with
+bf16 autocast, end to end and model only; lightly's example loop has no such option and stays float32.
 
 Run: ``python benchmarks/bench_e2e.py [--quick] [--json PATH] [--workers N] [--batch-size N]``.
 """
@@ -104,31 +106,48 @@ def main() -> None:
     model_only = our_module(backbone, size).to(device)
     data = TensorData(images, torch.zeros(n_images, dtype=torch.long))
     info = DataInfo((3, size, size), 1, CIFAR_MEAN, CIFAR_STD, is_image=True)
-    our_loader = BYOLDataModule(DataSplits(data, data, data, info, True), batch, workers).train_dataloader()
+    splits = DataSplits(data, data, data, info, True)
+    our_loader = benchutil.KeepWorkers(BYOLDataModule(splits, batch, workers).train_dataloader())
     premade = torch.randn(2, batch, 3, size, size, device=device).unbind(0)
 
-    names = ("lightly (DataLoader + BYOLTransform)", "ours (on-device TwoViewAugment)", "ours, model only")
-    seconds: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds + 1):  # round 0: untimed warm-up of all three
-        n = steps if r else 1
-        times = (
-            lightly_round(peer_loader, n, device, peer),
-            benchutil.fit_seconds_per_step(e2e, our_loader, n, device),
-            benchutil.fit_seconds_per_step(
-                model_only, DataLoader(benchutil.Repeat(premade, n), batch_size=None), n, device
-            ),
+    peer_name, e2e_name, model_name = (
+        "lightly (DataLoader + BYOLTransform)",
+        "ours (on-device TwoViewAugment)",
+        "ours, model only",
+    )
+    model_loader = DataLoader(benchutil.Repeat(premade, steps), batch_size=None)
+    # name -> (module, its loader, Trainer precision); bf16 where the device computes it natively
+    ours = {e2e_name: (e2e, our_loader, "32-true"), model_name: (model_only, model_loader, "32-true")}
+    bf16 = benchutil.native_bf16(device)
+    if bf16:
+        e2e_bf16 = our_module(backbone, size, augment=augment).to(device)
+        ours[e2e_name + ", bf16 autocast"] = (e2e_bf16, our_loader, "bf16-mixed")
+        ours[model_name + ", bf16 autocast"] = (
+            our_module(backbone, size).to(device),
+            model_loader,
+            "bf16-mixed",
         )
+    seconds: dict[str, list[float]] = {name: [] for name in (peer_name, *ours)}
+    for r in range(rounds + 1):  # round 0: untimed warm-up of all
+        n = steps if r else 1
+        times = [lightly_round(peer_loader, n, device, peer)]
+        for module, loader, precision in ours.values():
+            if loader is model_loader:
+                loader = DataLoader(benchutil.Repeat(premade, n), batch_size=None)
+            times.append(benchutil.fit_seconds_per_step(module, loader, n, device, precision))
         if r == 0:
             continue
-        for name, t in zip(names, times, strict=True):
+        for name, t in zip(seconds, times, strict=True):
             seconds[name].append(t)
         print(f"round {r}/{rounds}: " + ", ".join(f"{t:.3f} s/step" for t in times), flush=True)
 
     rate = {name: batch / benchutil.median(times) for name, times in seconds.items()}
-    peer_t, ours_t, model_t = (seconds[n] for n in names)
-    ratio = benchutil.median([a / b for a, b in zip(peer_t, ours_t, strict=True)])
-    fraction = benchutil.median([m / o for m, o in zip(model_t, ours_t, strict=True)])
-    rows = [(name, rate[name], min(seconds[name]), max(seconds[name])) for name in names]
+
+    def ratio_of(slow: str, fast: str) -> float:
+        return benchutil.median([a / b for a, b in zip(seconds[slow], seconds[fast], strict=True)])
+
+    ratio, fraction = ratio_of(peer_name, e2e_name), ratio_of(model_name, e2e_name)
+    rows = [(name, rate[name], min(seconds[name]), max(seconds[name])) for name in seconds]
     markdown = benchutil.table(["pipeline", "images/s (median)", "min s/step", "max s/step"], rows)
     markdown += (
         f"\n\nbatch {batch}, {size}x{size} uint8 images in memory, {workers} DataLoader workers each, "
@@ -136,11 +155,26 @@ def main() -> None:
         f"- ours end to end: {ratio:.2f}x lightly's pipeline (goal >= 1.25)\n"
         f"- ours end to end: {fraction:.2f} of our own model-only rate (goal >= 0.9)"
     )
+    bf16_figures = {}
+    if bf16:
+        bf16_figures = {
+            "ratio_to_lightly_bf16": ratio_of(peer_name, e2e_name + ", bf16 autocast"),
+            "fraction_of_model_only_bf16": ratio_of(
+                model_name + ", bf16 autocast", e2e_name + ", bf16 autocast"
+            ),
+        }
+        markdown += (
+            f"\n- ours end to end with bf16 autocast (`precision: bf16-mixed`; lightly's example loop stays "
+            f"float32): {bf16_figures['ratio_to_lightly_bf16']:.2f}x lightly's pipeline\n"
+            f"- ours end to end with bf16 autocast: {bf16_figures['fraction_of_model_only_bf16']:.2f} of our "
+            "own bf16 model-only rate"
+        )
     figures = {
         "images_per_s": rate,
         "seconds_per_round": seconds,
         "ratio_to_lightly": ratio,
         "fraction_of_model_only": fraction,
+        **bf16_figures,
     }
     settings = {"batch_size": batch, "image_size": size, "workers": workers, "rounds": rounds, "steps": steps}
     benchutil.report(args, device, "e2e", settings, markdown, figures)

@@ -118,7 +118,8 @@ def our_module(
 
 
 def variants(device: torch.device, compile_on: bool) -> dict[str, tuple[dict[str, Any], str]]:
-    """name -> (our_module keyword arguments, Trainer precision)."""
+    """name -> (our_module keyword arguments, Trainer precision). bf16 autocast only where the device
+    computes in bfloat16 natively (:func:`benchutil.native_bf16`): a GPU, or a CPU with AMX/AVX512-BF16."""
     cuda = device.type == "cuda"
     out: dict[str, tuple[dict[str, Any], str]] = {
         "ours (defaults)": ({}, "32-true"),
@@ -127,11 +128,13 @@ def variants(device: torch.device, compile_on: bool) -> dict[str, tuple[dict[str
     }
     if compile_on:
         out["ours + torch.compile"] = ({"compile_backbone": True}, "32-true")
-    if cuda:
+    bf16 = benchutil.native_bf16(device)
+    if bf16:  # a numerics change (config ``precision: bf16-mixed``), so a flag, never a default
         out["ours + bf16 autocast"] = ({}, "bf16-mixed")
+    if cuda:
         out["ours, tau/lr logged as floats (2 syncs/step)"] = ({"float_logging": True}, "32-true")
     all_on = {"channels_last": True, "views_as_one_batch": True, "compile_backbone": compile_on}
-    out["ours, all fast options"] = (all_on, "bf16-mixed" if cuda else "32-true")
+    out["ours, all fast options"] = (all_on, "bf16-mixed" if bf16 else "32-true")
     return out
 
 

@@ -49,6 +49,25 @@ def setup(args: argparse.Namespace) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # x86 CPU flags of native bfloat16 matrix maths
+
+
+def cpu_bf16_flags() -> list[str]:
+    """Which of :data:`BF16_CPU_FLAGS` this CPU has (Linux's /proc/cpuinfo; none found elsewhere)."""
+    with contextlib.suppress(OSError):
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+        return [f for f in BF16_CPU_FLAGS if f in flags]
+    return []
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast can pay on ``device``: a CUDA GPU with bfloat16, or a CPU with AMX or
+    AVX512-BF16 (elsewhere oneDNN converts to float32 and back, slower than float32 alone)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(cpu_bf16_flags())
+
+
 def machine(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
@@ -58,6 +77,7 @@ def machine(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": str(device),
+        "cpu_bf16_flags": cpu_bf16_flags(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -101,6 +121,22 @@ class Repeat(Dataset):
         return self.batch
 
 
+class KeepWorkers:
+    """``loader`` handed to Lightning as a plain iterable. Lightning shuts a ``DataLoader``'s workers down
+    at the end of every ``fit`` (``CombinedLoader.reset``), persistent or not; a loop like lightly's keeps
+    them between rounds. Wrapped, each round takes a fresh iterator over the same persistent workers, as
+    the peer's rounds do, instead of paying a worker restart (about 1 s here) inside a few timed steps."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Any:
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 class _WindowClock(L.Callback):
     """Reads the clock when the first batch (already fetched) starts and when the last one ends."""
 
@@ -119,7 +155,7 @@ class _WindowClock(L.Callback):
 
 def fit_seconds_per_step(
     module: L.LightningModule,
-    loader: DataLoader,
+    loader: DataLoader | KeepWorkers,
     steps: int,
     device: torch.device,
     precision: str = "32-true",

@@ -32,7 +32,17 @@ BENCHMARKS = {
     "knn": ("4. kNN evaluation", "bench_knn.py"),
     "ray": ("5. Ray overhead: plain trainer vs Tune trials through each runner", "bench_ray.py"),
 }
-MACHINE_KEYS = ("platform", "processor", "cpu_count", "torch_threads", "python", "torch", "lightly", "gpu")
+MACHINE_KEYS = (
+    "platform",
+    "processor",
+    "cpu_count",
+    "cpu_bf16_flags",
+    "torch_threads",
+    "python",
+    "torch",
+    "lightly",
+    "gpu",
+)
 
 
 def run(results: Path, quick: bool, extra: list[str]) -> None:

@@ -3,7 +3,8 @@
 ``views_as_one_batch`` is exact only where BatchNorm does not look at the batch (eval mode, or a network
 without BatchNorm); in training mode its BatchNorm statistics span both views, and a test pins down
 exactly that difference. ``channels_last`` is the same maths in another summation order, so it is
-compared to a float32 tolerance. Logging tau/lr as CPU tensors and the fused buffer copy are exact.
+compared to a float32 tolerance; bf16 autocast to a bfloat16 one. Logging tau/lr as CPU tensors and the
+fused buffer copy are exact.
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ def _views(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(n, *SHAPE, generator=g), torch.randn(n, *SHAPE, generator=g)
 
 
-def _fit(model: BYOL, steps: int = 3) -> BYOL:
+def _fit(model: BYOL, steps: int = 3, precision: str = "32-true") -> BYOL:
     x1, x2 = _views(8 * steps)
     L.seed_everything(0, verbose=False)
-    quiet_trainer(max_steps=steps).fit(model, DataLoader(TensorDataset(x1, x2), batch_size=8))
+    trainer = quiet_trainer(max_steps=steps, precision=precision)
+    trainer.fit(model, DataLoader(TensorDataset(x1, x2), batch_size=8))
     return model
 
 
@@ -132,6 +134,22 @@ def test_channels_last_same_loss_gradients_and_training_run() -> None:
     _assert_all_close(_target(fast), _target(plain), atol=1e-5, rtol=1e-4)
     images = torch.randint(0, 256, (4, *SHAPE), dtype=torch.uint8)
     torch.testing.assert_close(fast.eval().embed(images), plain.eval().embed(images), atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_autocast_same_loss_and_training_run_to_bfloat16_precision() -> None:
+    """``precision: bf16-mixed`` (Lightning's autocast, on CPUs with AMX or AVX512-BF16 too): convolutions
+    and matmuls in bfloat16 (8 significant bits), weights, optimizer and the target's EMA in float32. The
+    same run to bfloat16's precision, not float32's: a numerics change, hence a flag and not a default."""
+    plain = _model()
+    loss, _ = _loss_and_grads(plain)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast_loss = plain.view_loss(*_views())
+    torch.testing.assert_close(fast_loss.float(), loss, atol=2e-2, rtol=2e-2)
+    assert abs(fast_loss.float().item() - loss.item()) > 0  # really computed in bfloat16
+    plain, fast = _fit(_model()), _fit(_model(), precision="bf16-mixed")
+    assert all(t.dtype == torch.float32 for t in _target(fast) if t.is_floating_point())
+    _assert_all_close(_target(fast), _target(plain), atol=2e-2, rtol=2e-2)
+    assert max((f - p).abs().max().item() for f, p in zip(_target(fast), _target(plain), strict=True)) > 0
 
 
 def test_tau_and_lr_are_logged_with_their_exact_values() -> None:
