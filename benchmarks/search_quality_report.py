@@ -170,7 +170,8 @@ def distinct(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     method run on a seed, and a config stopped early in one search may run on in another."""
     found: dict[str, dict[str, Any]] = {}
     for trial in trials:
-        key = json.dumps([trial["seed"], trial.get("sample", trial["trial"])], sort_keys=True)
+        config = trial["sample"] if "sample" in trial else trial["trial"]  # a fixed config: its trial id
+        key = json.dumps([trial["seed"], config], sort_keys=True)
         if key not in found or len(trial["history"]) > len(found[key]["history"]):
             found[key] = trial
     return list(found.values())

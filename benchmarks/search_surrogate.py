@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from search_quality_report import KNN, config_text, load, mean_sd
+from search_quality_report import KNN, config_text, distinct, load, mean_sd
 
 HERE = Path(__file__).resolve().parent
 CURRENT = ("search_quality", "search_quality_long")  # the study's folders over the current default space
@@ -115,16 +115,9 @@ class Surrogate:
 
 def study_trials(folders: list[Path]) -> list[tuple[int, dict[str, Any], list[float]]]:
     """(seed, config, history) of every distinct search trial (TPE's start-up trials recur in runs)."""
-    found: dict[tuple[int, str], tuple[int, dict[str, Any], list[float]]] = {}
     runs = (run for folder in folders for by_seed in load(folder).values() for run in by_seed.values())
-    for run in runs:
-        for trial in run["trials"]:
-            if "sample" not in trial:  # a fixed config, not a search trial
-                continue
-            key = (run["seed"], json.dumps(trial["sample"], sort_keys=True))
-            if key not in found or len(trial["history"]) > len(found[key][2]):
-                found[key] = (run["seed"], trial["params"], trial["history"])
-    return list(found.values())
+    trials = [{**t, "seed": run["seed"]} for run in runs for t in run["trials"] if "sample" in t]
+    return [(t["seed"], t["params"], t["history"]) for t in distinct(trials)]  # no sample: a fixed config
 
 
 def fit_surrogate(
