@@ -272,8 +272,8 @@ def evidence_group(key: str, value: Any) -> tuple[tuple[int, Any], str]:
     edges = EVIDENCE_BINS.get(key)
     if edges is None:
         return (0, value), f"{value:g}"
-    if value < edges[0]:
-        return (0, value), f"< {edges[0]:g}"
+    if value < edges[0]:  # every value below the first edge in one group
+        return (0, -math.inf), f"< {edges[0]:g}"
     if value >= edges[-1]:
         return (0, edges[-1]), f">= {edges[-1]:g}"
     low = max(e for e in edges if e <= value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -155,7 +156,8 @@ def test_space_evidence_groups_distinct_trials_by_sampled_value_or_bin(tmp_path:
 def test_evidence_groups_at_and_beyond_the_bin_edges() -> None:
     group = report.evidence_group
     assert group("learning_rate", 3e-4) == ((0, 3e-4), "0.0003-0.001")
-    assert group("learning_rate", 1e-4) == ((0, 1e-4), "< 0.0003")
+    assert group("learning_rate", 1e-4) == ((0, -math.inf), "< 0.0003")
+    assert group("learning_rate", 2e-4) == group("learning_rate", 1e-4)  # one group, not one per value
     assert group("learning_rate", 1e-2) == ((0, 1e-2), ">= 0.01")
     assert group("optimizer", "lars") == ((1, "lars"), "lars")  # a non-numeric choice sorts after numbers
 
