@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import benchutil
+import lightning as L
 import numpy as np
 import torch
 from bench_step import lightly_stepper, our_module
@@ -115,16 +116,19 @@ def main() -> None:
         "ours (on-device TwoViewAugment)",
         "ours, model only",
     )
-    model_loader = DataLoader(benchutil.Repeat(premade, steps), batch_size=None)
-    # name -> (module, its loader, Trainer precision); bf16 where the device computes it natively
-    ours = {e2e_name: (e2e, our_loader, "32-true"), model_name: (model_only, model_loader, "32-true")}
+    # name -> (module, its loader or None for the pre-made views, Trainer precision); bf16 where the device
+    # computes it natively
+    ours: dict[str, tuple[L.LightningModule, benchutil.KeepWorkers | None, str]] = {
+        e2e_name: (e2e, our_loader, "32-true"),
+        model_name: (model_only, None, "32-true"),
+    }
     bf16 = benchutil.native_bf16(device)
     if bf16:
         e2e_bf16 = our_module(backbone, size, augment=augment).to(device)
         ours[e2e_name + ", bf16 autocast"] = (e2e_bf16, our_loader, "bf16-mixed")
         ours[model_name + ", bf16 autocast"] = (
             our_module(backbone, size).to(device),
-            model_loader,
+            None,
             "bf16-mixed",
         )
     seconds: dict[str, list[float]] = {name: [] for name in (peer_name, *ours)}
@@ -132,9 +136,8 @@ def main() -> None:
         n = steps if r else 1
         times = [lightly_round(peer_loader, n, device, peer)]
         for module, loader, precision in ours.values():
-            if loader is model_loader:
-                loader = DataLoader(benchutil.Repeat(premade, n), batch_size=None)
-            times.append(benchutil.fit_seconds_per_step(module, loader, n, device, precision))
+            views = loader or DataLoader(benchutil.Repeat(premade, n), batch_size=None)
+            times.append(benchutil.fit_seconds_per_step(module, views, n, device, precision))
         if r == 0:
             continue
         for name, t in zip(seconds, times, strict=True):
