@@ -1,12 +1,12 @@
 """Benchmark 3: the EMA update of the target network (resnet18 + projector).
 
 Ours: ``byol_tune.parts.momentum.TargetUpdate``, what the BYOL module runs after every optimizer step:
-one fused ``_foreach_lerp_`` over the parameters plus one fused ``_foreach_copy_`` of the buffers
-(BatchNorm statistics), over tensor lists gathered once. ``momentum.update_momentum`` (the lightly-style
-function) gathers them on every call. lightly 1.6: ``lightly.models.utils.update_momentum``,
-``_foreach_mul_`` then ``_foreach_add_`` (parameters only, gathered every call). All update the same
-online/target pair, alternating, so they touch the same memory; "parameters only" isolates the lerp
-from the buffer copy.
+one fused ``_foreach_lerp_`` over the parameters (float32 on the CPU: with one shared 0-dim weight)
+plus one fused ``_foreach_copy_`` of the buffers (BatchNorm statistics), over tensor lists gathered
+once. ``momentum.update_momentum`` (the lightly-style function) gathers them on every call. lightly 1.6:
+``lightly.models.utils.update_momentum``, ``_foreach_mul_`` then ``_foreach_add_`` (parameters only,
+gathered every call). All update the same online/target pair, alternating, so they touch the same
+memory; "parameters only" is the scalar-weight ``_foreach_lerp_`` alone, without the buffer copy.
 
 Run: ``python benchmarks/bench_ema.py [--quick] [--json PATH] [--projector-hidden 4096]``.
 """

@@ -187,6 +187,25 @@ def test_target_update_gathered_once_equals_update_momentum_every_step() -> None
         assert torch.equal(g, w)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_target_update_equals_scalar_lerp_bitwise(dtype: torch.dtype) -> None:
+    """float32 on the CPU takes the shared 0-dim weight; other dtypes the scalar overload: same bits."""
+    torch.manual_seed(0)
+    online = nn.Sequential(nn.Linear(30, 20), nn.Linear(20, 7)).to(dtype)
+    target, reference = copy.deepcopy(online), copy.deepcopy(online)
+    with torch.no_grad():
+        torch._foreach_add_(list(online.parameters()), [torch.randn_like(p) for p in online.parameters()])
+    update = momentum.TargetUpdate([(online, target)])
+    assert (update.weight is not None) == (dtype == torch.float32)
+    for m in (0.996, 0.3, 1.0):  # lerp switches formula at weight 0.5
+        update(m)
+        with torch.no_grad():
+            torch._foreach_lerp_(list(reference.parameters()), list(online.parameters()), 1.0 - m)
+        pairs = zip(target.parameters(), reference.parameters(), strict=True)
+        assert all(torch.equal(t, r) for t, r in pairs)
+    assert not torch.equal(target[0].weight, online[0].weight)
+
+
 def test_fast_path_config_fields_reach_the_module_and_its_hparams() -> None:
     config = make_config({"views_as_one_batch": True, "channels_last": True})
     info = DataInfo((3, 32, 32), 10, (0.5,) * 3, (0.25,) * 3, is_image=True)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from byol_tune.parts import momentum
@@ -116,6 +117,19 @@ def test_knn_chunking_gives_same_ranking() -> None:
     full = knn_predict(query, bank, labels, 4, k=7, chunk_size=1000)
     chunked = knn_predict(query, bank, labels, 4, k=7, chunk_size=3)
     assert torch.equal(full, chunked)
+
+
+def test_knn_ranking_equals_a_full_sort_reference() -> None:
+    """The unordered top-k votes like the k best of a full sort, summed in float64."""
+    torch.manual_seed(2)
+    bank, query, labels = torch.randn(400, 16), torch.randn(37, 16), torch.randint(0, 3, (400,))
+    sim = F.normalize(query.double(), dim=1) @ F.normalize(bank.double(), dim=1).T
+    order = sim.argsort(dim=1, descending=True)[:, :60]
+    votes = torch.zeros(37, 3, dtype=torch.float64)
+    votes.scatter_add_(1, labels[order], (sim.gather(1, order) / 0.1).exp())
+    assert (votes > 0).all()  # every class voted for: no ties among empty classes
+    ranking = knn_predict(query, bank, labels, 3, k=60, chunk_size=16)
+    assert torch.equal(ranking, votes.argsort(1, descending=True))
 
 
 def test_rankme_identity_and_rank_one() -> None:

@@ -71,10 +71,22 @@ class TargetUpdate:
             self.ema_params += ema_params
             self.online_buffers += online_buffers
             self.ema_buffers += ema_buffers
+        # float32 on the CPU: one 0-dim weight shared by every pair measured 4-5% faster than the scalar
+        # overload (resnet18 + projector), with the same result; on CUDA only the scalar overload is fused
+        self.weight: torch.Tensor | None = None
+        self.weights: list[torch.Tensor] = []
+        if self.ema_params and all(
+            t.device.type == "cpu" and t.dtype == torch.float32 for t in self.ema_params + self.online_params
+        ):
+            self.weight = torch.zeros(())
+            self.weights = [self.weight] * len(self.ema_params)
 
     @torch.no_grad()
     def __call__(self, m: float) -> None:
-        if self.ema_params:
+        if self.weight is not None:
+            self.weight.fill_(1.0 - m)
+            torch._foreach_lerp_(self.ema_params, self.online_params, self.weights)
+        elif self.ema_params:
             torch._foreach_lerp_(self.ema_params, self.online_params, 1.0 - m)
         if self.ema_buffers:
             torch._foreach_copy_(self.ema_buffers, self.online_buffers)  # one fused copy, not one per buffer
