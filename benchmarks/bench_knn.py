@@ -7,7 +7,8 @@
    (resnet18, small stem) with ``configs/cifar10_resnet18.yaml``. Images are random uint8 of the right
    shapes (timing does not depend on content; generating the shapes takes minutes on a CPU). Epochs
    and the CIFAR-size feature extraction are estimated from measured steps and a measured subset;
-   the output says which figures are estimates.
+   the output says which figures are estimates. Features, RankMe and kNN each take the median of
+   ``REPEATS`` timed calls: the callback runs every ``eval_every`` epochs, so its steady state counts.
 
 Run: ``python benchmarks/bench_knn.py [--quick] [--json PATH]``.
 """
@@ -15,7 +16,7 @@ Run: ``python benchmarks/bench_knn.py [--quick] [--json PATH]``.
 from __future__ import annotations
 
 import resource
-import time
+from collections.abc import Callable
 from typing import Any
 
 import benchutil
@@ -27,6 +28,8 @@ from byol_tune.core.data import BYOLDataModule, DataInfo, DataSplits, TensorData
 from byol_tune.core.knn_callback import embed_split
 from byol_tune.parts.knn import knn_accuracy
 from byol_tune.parts.rankme import rankme
+
+REPEATS = 3
 
 
 def peak_rss_mib() -> float:
@@ -55,6 +58,11 @@ def knn_classifier(n_bank: int, n_query: int, dim: int, device: torch.device) ->
     return {"seconds": seconds, "peak_extra_mib": peak, "inputs_mib": (n_bank + n_query) * dim * 4 / 2**20}
 
 
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Median seconds of ``REPEATS`` calls of ``fn``."""
+    return benchutil.median([benchutil.time_calls(fn, 1, device) for _ in range(REPEATS)])
+
+
 def random_split(n: int, size: int) -> TensorData:
     return TensorData(
         torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8), torch.randint(0, 10, (n,))
@@ -76,18 +84,15 @@ def setting(
     epoch = step / batch * (n_train // config.batch_size) * config.batch_size  # per image at `batch`
     module.eval()
     n_embed = min(subset or n_train + n_val, n_train + n_val)
-    start = benchutil.clock(device)
-    feats, labels = embed_split(module, random_split(n_embed, 32), range(n_embed))
-    embed = (benchutil.clock(device) - start) * (n_train + n_val) / n_embed
+    images = random_split(n_embed, 32)
+    embed = timed(lambda: embed_split(module, images, range(n_embed)), device) * (n_train + n_val) / n_embed
+    feats, labels = embed_split(module, images, range(n_embed))
     idx = torch.arange(n_train + n_val, device=feats.device) % n_embed  # a subset's features, repeated
     bank, val = feats[idx[:n_train]], feats[idx[n_train:]]
-    start = time.perf_counter()
-    rankme(val.cpu())
-    rank_s = time.perf_counter() - start
+    rank_s = timed(lambda: rankme(val.cpu()), device)
     if knn_seconds is None:
-        start = benchutil.clock(device)
-        knn_accuracy(val, labels[idx[n_train:]], bank, labels[idx[:n_train]], 10, config.knn_k)
-        knn_seconds = benchutil.clock(device) - start
+        bank_y, val_y = labels[idx[:n_train]], labels[idx[n_train:]]
+        knn_seconds = timed(lambda: knn_accuracy(val, val_y, bank, bank_y, 10, config.knn_k), device)
     evaluation = embed + rank_s + knn_seconds
     return {
         "epoch_seconds": epoch,
@@ -149,7 +154,8 @@ def main() -> None:
     emb_r, cifar_r = results.values()
     scaled = ", scaled to 50,000 x 10,000" if quick else ""
     notes = [
-        f"Device {device}; eval / training = one evaluation / (eval_every epochs of training).",
+        f"Device {device}; eval / training = one evaluation / (eval_every epochs of training); features, "
+        f"RankMe and the embedded kNN: median of {REPEATS} calls each.",
         f"Estimated: embedded epoch from {emb_r['measured_steps']} measured steps ({emb.shapes_train_size} "
         f"train / {emb.shapes_val_size} val images); CIFAR epoch from {cifar_r['measured_steps']} steps at "
         f"batch {batch} scaled per image; CIFAR features from {cifar_r['embedded_subset']} images scaled to "
