@@ -6,7 +6,8 @@ in the Tune trial's own process (``--runner trial``, the default for one worker)
 ``TorchTrainer`` with one worker (``--runner train``), and through a ``TorchTrainer`` with two DDP workers
 sharing the machine. Search wall time should grow linearly with the number of trials.
 ``--long-epochs N`` also times one in-trial trial of N epochs against the plain trainer (a ~3-minute
-trial is N=24 on 2 CPU cores), ``--long-rounds`` times interleaved, the median ratio reported.
+trial was N=24 on a 2-core AVX2 machine, N=54 on a 2-core AMX one), ``--long-rounds`` times
+interleaved, the median ratio reported.
 Run: ``python benchmarks/bench_ray.py [--epochs 2] [--trials 1 3] [--long-epochs 24]``.
 """
 

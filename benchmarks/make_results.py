@@ -84,9 +84,11 @@ def long_trial_verdict(result: dict[str, Any]) -> list[str]:
             f"the {LONG_TRIAL_GOAL:.2f}x goal their median is on, so that ratio is no verdict; rerun.",
         ]
     side = "<=" if met else ">"
+    minutes = statistics.median(r["plain_seconds"] for r in rounds) / 60
     return [
         "",
-        f"- 3-minute trial: **{'MET' if met else 'MISSED'}** ({agree} of {len(ratios)} rounds {side} "
+        f"- Long trial ({minutes:.1f} minutes by the plain trainer; the goal names a 3-minute trial): "
+        f"**{'MET' if met else 'MISSED'}** ({agree} of {len(ratios)} rounds {side} "
         f"{LONG_TRIAL_GOAL:.2f}x; rounds {spread}).",
     ]
 

@@ -12,13 +12,16 @@ def ray_result(*rounds: tuple[float, float]) -> dict:
 
 
 def test_rounds_on_one_side_give_the_verdict() -> None:
+    head = "- Long trial (3.3 minutes by the plain trainer; the goal names a 3-minute trial): "
     met = make_results.long_trial_verdict(ray_result((200.0, 204.0), (200.0, 196.0), (200.0, 226.0)))
-    assert met == ["", "- 3-minute trial: **MET** (2 of 3 rounds <= 1.10x; rounds 0.98x to 1.13x)."]
+    assert met == ["", head + "**MET** (2 of 3 rounds <= 1.10x; rounds 0.98x to 1.13x)."]
     missed = make_results.long_trial_verdict(ray_result((200.0, 240.0), (200.0, 260.0)))
-    assert missed == ["", "- 3-minute trial: **MISSED** (2 of 2 rounds > 1.10x; rounds 1.20x to 1.30x)."]
-    assert make_results.long_trial_verdict(ray_result((200.0, 210.0))) == [
+    assert missed == ["", head + "**MISSED** (2 of 2 rounds > 1.10x; rounds 1.20x to 1.30x)."]
+    short = make_results.long_trial_verdict(ray_result((150.0, 157.5)))
+    assert short == [
         "",
-        "- 3-minute trial: **MET** (1 of 1 rounds <= 1.10x; rounds 1.05x to 1.05x).",
+        "- Long trial (2.5 minutes by the plain trainer; the goal names a 3-minute trial): **MET** (1 of 1 "
+        "rounds <= 1.10x; rounds 1.05x to 1.05x).",
     ]
     assert make_results.long_trial_verdict({"figures": {}}) == []  # other benchmarks
 
