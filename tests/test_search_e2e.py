@@ -197,3 +197,42 @@ def test_unreachable_address_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: --address 127.0.0.1:9: no Ray head answers there")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.slow
+def test_search_joins_a_token_auth_cluster_started_with_ray_start(tmp_path: Path) -> None:
+    """``ray start --head`` with token auth, then ``--address HOST:PORT`` from the head's machine: the
+    search finds the token itself (Ray caches its auth mode at import, before the search decides)."""
+    from byol_tune.search.ray_train import free_port
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE.replace("num_samples: 4, max_epochs: 4", "num_samples: 1, max_epochs: 1"))
+    home = tmp_path / "home"  # the head writes its token to HOME/.ray/auth_token
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"HOME": str(home)}
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    subprocess.run([ray_cli, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    port, log = free_port(), tmp_path / "head.log"
+    ports = ("--dashboard-port", "--dashboard-agent-listen-port", "--ray-client-server-port")
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--num-cpus", "2",
+         "--port", str(port), *(a for flag in ports for a in (flag, str(free_port()))),
+         "--disable-usage-stats"],
+        env=env | {"RAY_AUTH_MODE": "token"}, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text():
+            assert head.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        args = (*_search_args(space, tmp_path), "--address", f"127.0.0.1:{port}")
+        proc = subprocess.run(
+            [sys.executable, "-m", "byol_tune.search", *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        head.send_signal(signal.SIGTERM)
+        head.wait(timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Unauthenticated" not in proc.stderr  # no GCS retries before connecting
+    assert (tmp_path / "runs" / "tiny" / "best_config.yaml").is_file()

@@ -263,8 +263,7 @@ def init_ray(address: str | None, dashboard_port: int | None = None, **kwargs: A
 
     if address is not None:
         _check_reachable(address)
-        if _token_available():  # Ray 2.60 clusters use token auth by default; the driver must opt in
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        _opt_into_token_auth()
         env = {k: os.environ.get(k, v) for k, v in TRIAL_ENV.items()}
         try:
             return ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, **kwargs)
@@ -279,6 +278,20 @@ def init_ray(address: str | None, dashboard_port: int | None = None, **kwargs: A
     return ray.init(
         include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False, **kwargs
     )
+
+
+def _opt_into_token_auth() -> None:
+    """Ray 2.60 clusters use token auth by default, and a driver joining one must opt in when this
+    machine has the token. Ray caches ``RAY_AUTH_MODE`` when it is imported, which the search's modules
+    have done by now: set the variable and refresh that cache, as ``ray.init`` itself does when it
+    finds a local cluster with ``address="auto"``. Setting the variable alone left the driver
+    unauthenticated (20 s of GCS warnings, then no connection)."""
+    if "RAY_AUTH_MODE" in os.environ or not _token_available():
+        return  # the user chose, or there is no token to offer
+    from ray._raylet import Config  # type: ignore[attr-defined]  # compiled; what ray.init calls
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")
 
 
 def _token_available() -> bool:
