@@ -233,6 +233,29 @@ def test_search_joins_a_token_auth_cluster_started_with_ray_start(tmp_path: Path
     finally:
         head.send_signal(signal.SIGTERM)
         head.wait(timeout=120)
+        current = Path("/tmp/ray/ray_current_cluster")  # the stopped head leaves its address there
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Unauthenticated" not in proc.stderr  # no GCS retries before connecting
     assert (tmp_path / "runs" / "tiny" / "best_config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_local_cluster_ignores_a_stale_address(tmp_path: Path) -> None:
+    """With no --address the search starts its own cluster, even where RAY_ADDRESS (or a `ray start` head
+    killed without `ray stop`, through /tmp/ray/ray_current_cluster) names one that is gone."""
+    code = "\n".join(
+        [
+            "import ray",
+            "from byol_tune.search.ray_train import init_ray",
+            "init_ray(None, num_cpus=1)",
+            "ray.shutdown()",
+        ]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path, env=os.environ | {"RAY_ADDRESS": "127.0.0.1:9"}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]

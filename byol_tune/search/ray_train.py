@@ -275,8 +275,15 @@ def init_ray(address: str | None, dashboard_port: int | None = None, **kwargs: A
             ) from None
     port = dashboard_port or free_port()
     ensure_env(port)
+    # "local": a new cluster even when RAY_ADDRESS or /tmp/ray/ray_current_cluster names another one
+    # (a `ray start` head killed without `ray stop` leaves that file, and ray.init() waits on it forever)
     return ray.init(
-        include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False, **kwargs
+        address="local",
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=port,
+        log_to_driver=False,
+        **kwargs,
     )
 
 
