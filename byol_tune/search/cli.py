@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -185,8 +187,16 @@ def _run(
         )
     else:
         tuner = build_tuner(space, settings, resources, overrides, experiment.parent, experiment.name)
-    grid = tuner.fit()
+    grid, interrupted = _fit_noting_interrupt(tuner)
     records = results.records_from_grid(grid, settings.objective)
+    if interrupted:  # Tune saved its state and returned as if done: report nothing as the search's best
+        done = sum(math.isfinite(r.best(settings.objective)) for r in records)
+        print(
+            f"interrupted: {done} trial(s) reported {settings.objective}, no best_config.yaml written; "
+            f"continue with: python -m byol_tune.search --resume {experiment}",
+            file=sys.stderr,
+        )
+        return 130
     ranked = [r for r in rank(records, settings.objective) if math.isfinite(r.best(settings.objective))]
     if not ranked:
         raise ConfigError(f"{experiment}: no trial reported {settings.objective}; see the trial logs there")
@@ -215,6 +225,24 @@ def _run(
     )
     print(f"train it longer: python -m byol_tune.train --from-search {experiment} --max-epochs 20")
     return 0
+
+
+def _fit_noting_interrupt(tuner: Any) -> tuple[Any, bool]:
+    """``tuner.fit()``, and whether a Ctrl-C stopped it. Tune takes the first SIGINT itself: it
+    saves the experiment, returns normally, and puts back the handler it found, which is ours (a second
+    Ctrl-C then raises KeyboardInterrupt, as Python's default would). Without an interrupt Tune's own
+    handler is still in place when fit returns."""
+
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    tune_catches = not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+    previous = signal.signal(signal.SIGINT, raise_interrupt)
+    try:
+        grid = tuner.fit()
+        return grid, tune_catches and signal.getsignal(signal.SIGINT) is raise_interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: int) -> Resources:
