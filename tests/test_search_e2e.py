@@ -183,12 +183,16 @@ def test_resume_after_kill_keeps_finished_trials(tmp_path: Path) -> None:
     os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up: as if the machine went away
     proc.wait()
     before = {name: (experiment / name / "progress.csv").read_text() for name in finished}
+    searched = space.read_text()
+    space.write_text(searched.replace("knn_k: 20", "knn_k: 7"))  # edited after the search started
     resumed = run_module("byol_tune.search", "--resume", str(experiment), cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     for name, text in before.items():  # finished trials were kept, not rerun
         assert (experiment / name / "progress.csv").read_text() == text
     rows = list(csv.DictReader((experiment / "trials.csv").open()))
     assert len(rows) == 3 and (experiment / "best_config.yaml").is_file()
+    assert (experiment / "space.yaml").read_text() == searched  # the resume read this copy
+    assert load_config(experiment / "best_config.yaml").knn_k == 20
 
 
 def test_unreachable_address_is_one_line(tmp_path: Path) -> None:

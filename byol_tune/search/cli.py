@@ -35,6 +35,7 @@ from byol_tune.search.tuner import (
 )
 
 STATE_FILE = "byol_search.yaml"  # what --resume needs to rebuild the same search
+SPACE_COPY = "space.yaml"  # the space as it was searched: --resume reads this, not the original file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -105,6 +106,11 @@ def search_main(argv: list[str] | None) -> int:
         _check_resume_alone(sys.argv[1:] if argv is None else argv)
         state = _read_state(Path(args.resume))
         args = parser().parse_args(state["argv"] + ["--resume", args.resume])
+        if args.data_dir and "cwd" in state:  # a relative path meant the folder the search started in
+            args.data_dir = str(Path(state["cwd"]) / args.data_dir)
+        copy = Path(args.resume) / SPACE_COPY
+        if copy.is_file():  # an edited or moved space file changes nothing already searched
+            args.space = str(copy)
     else:  # a resumed search runs on as it started, also with flags that are refused since
         _check_flags(args)
     space = load_space(args.space, resumed=bool(args.resume))
@@ -169,6 +175,7 @@ def _run(
     check_feasible(resources, settings.max_concurrent, ray.cluster_resources())
     if not args.resume:
         experiment.mkdir(parents=True)
+        atomic_write_text(experiment / SPACE_COPY, space.path.read_text())
         _write_state(experiment, argv if argv is not None else sys.argv[1:])
     print(f"experiment: {experiment}", flush=True)
     print(
@@ -331,8 +338,8 @@ def _fresh_experiment(storage: Path, name: str) -> Path:
 
 
 def _write_state(experiment: Path, argv: list[str]) -> None:
-    clean = [a for a in argv]
-    atomic_write_text(experiment / STATE_FILE, yaml.safe_dump({"argv": clean}))
+    state = {"argv": list(argv), "cwd": os.getcwd()}
+    atomic_write_text(experiment / STATE_FILE, yaml.safe_dump(state))
 
 
 def _read_state(experiment: Path) -> dict[str, Any]:
@@ -345,6 +352,11 @@ def _read_state(experiment: Path) -> dict[str, Any]:
         state = yaml.safe_load(state_file.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--resume {state_file}: not valid YAML: {reason(exc)}") from None
-    if not isinstance(state, dict) or not isinstance(state.get("argv"), list):
+    if (
+        not isinstance(state, dict)
+        or not isinstance(state.get("argv"), list)
+        or not all(isinstance(a, str) for a in state["argv"])
+        or not isinstance(state.get("cwd", ""), str)
+    ):
         raise ConfigError(f"--resume {state_file}: unreadable experiment state")
     return state
