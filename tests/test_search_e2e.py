@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from formats import write_cifar10
 from tiny import run_module
 
 from byol_tune.config import load_config
@@ -282,3 +283,29 @@ def test_ctrl_c_stops_the_search_without_a_best_config(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr[-3000:]
     assert f"continue with: python -m byol_tune.search --resume {experiment}" in stderr.splitlines()[-1]
     assert not (experiment / "best_config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_search_with_a_relative_data_dir(tmp_path: Path) -> None:
+    """Trials run in Ray's folders: a relative data_dir (the shipped CIFAR configs use one) is taken from
+    where the search started, and best_config.yaml keeps it whole."""
+    write_cifar10(tmp_path / "data" / "c10", per_batch=16)
+    space = tmp_path / "tiny.yaml"
+    space.write_text(
+        SPACE.replace("num_samples: 4, max_epochs: 4", "num_samples: 1, max_epochs: 1").replace(
+            "shapes_train_size: 256\n  shapes_val_size: 64\n", "dataset: cifar10\n  data_dir: data/c10\n"
+        )
+    )
+    proc = run_module("byol_tune.search", *_search_args(space, tmp_path), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    best = load_config(tmp_path / "runs" / "tiny" / "best_config.yaml")
+    assert best.data_dir == str(tmp_path / "data" / "c10")
+
+
+def test_search_refuses_a_batch_larger_than_the_data_before_ray(tmp_path: Path) -> None:
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE.replace("batch_size: 32", "batch_size: {choice: [32, 512]}"))
+    proc = run_module("byol_tune.search", *_search_args(space, tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr == "error: batch_size 512 exceeds the training split's 256 samples\n"
+    assert not (tmp_path / "runs").exists()  # refused before Ray started or any folder was made

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -114,6 +115,23 @@ def _tensor_splits(
     )
 
 
+def check_batch_size(splits: DataSplits, batch_size: int) -> None:
+    """A batch larger than the training split never fills (the last partial batch is dropped)."""
+    if batch_size > len(splits.train):  # type: ignore[arg-type]
+        raise DataError(
+            f"batch_size {batch_size} exceeds the training split's {len(splits.train)} samples"  # type: ignore[arg-type]
+        )
+
+
+def absolute_data_dir(data_dir: str | None, root: Path) -> str | None:
+    """``data_dir`` with a relative path taken from ``root``: Ray runs trials and workers in folders of
+    its own, where a relative path names nothing."""
+    if not data_dir:
+        return data_dir
+    path = Path(data_dir).expanduser()
+    return str(path if path.is_absolute() else root / path)
+
+
 def load_splits(config: BYOLConfig) -> DataSplits:
     """Read the configured dataset; every problem with the data is a one-line :class:`DataError`."""
     root = config.data_dir or ""
@@ -201,10 +219,7 @@ class BYOLDataModule(L.LightningDataModule):
         cpu_augment: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         super().__init__()
-        if batch_size > len(splits.train):  # type: ignore[arg-type]
-            raise DataError(
-                f"batch_size {batch_size} exceeds the training split's {len(splits.train)} samples"  # type: ignore[arg-type]
-            )
+        check_batch_size(splits, batch_size)
         self.splits = splits
         self.batch_size = batch_size
         self.num_workers = num_workers

@@ -17,7 +17,7 @@ import yaml
 from byol_tune import metrics
 from byol_tune.cli import add_set_flag
 from byol_tune.config import parse_overrides, save_config
-from byol_tune.core.data import load_splits
+from byol_tune.core.data import absolute_data_dir, check_batch_size, load_splits
 from byol_tune.errors import ConfigError, reason
 from byol_tune.io import atomic_write_text
 from byol_tune.search import results
@@ -106,13 +106,13 @@ def search_main(argv: list[str] | None) -> int:
         _check_resume_alone(sys.argv[1:] if argv is None else argv)
         state = _read_state(Path(args.resume))
         args = parser().parse_args(state["argv"] + ["--resume", args.resume])
-        if args.data_dir and "cwd" in state:  # a relative path meant the folder the search started in
-            args.data_dir = str(Path(state["cwd"]) / args.data_dir)
+        started_in = Path(state.get("cwd") or Path.cwd())  # where relative paths pointed
         copy = Path(args.resume) / SPACE_COPY
         if copy.is_file():  # an edited or moved space file changes nothing already searched
             args.space = str(copy)
     else:  # a resumed search runs on as it started, also with flags that are refused since
         _check_flags(args)
+        started_in = Path.cwd()
     space = load_space(args.space, resumed=bool(args.resume))
     budget = space.budget
     settings = SearchSettings(
@@ -134,10 +134,16 @@ def search_main(argv: list[str] | None) -> int:
         base["data_dir"] = args.data_dir
     fixed_by_flags = parse_overrides(args.overrides)
     base.update(fixed_by_flags if args.resume else _check_overrides(fixed_by_flags, space))
+    data_dir = base.get("data_dir", space.fixed.get("data_dir"))
+    if isinstance(data_dir, str):  # trials run in Ray's folders: a relative path must be made whole
+        base["data_dir"] = absolute_data_dir(data_dir, started_in)
     overrides = trial_overrides(settings, base)
     # the space's own values passed load_space: what fails now came with the command line's flags
     config = sample_config(space, overrides, where="command line")
     splits = load_splits(config)  # bad data fails here, before any Ray process starts
+    searched = space.params["batch_size"].endpoints() if "batch_size" in space.params else []
+    for batch_size in {config.batch_size, *searched}:
+        check_batch_size(splits, batch_size)
     if settings.objective == metrics.KNN_TOP1 and not splits.info.num_classes:
         raise ConfigError(
             f"--objective knn_top1: dataset {config.dataset!r} has no labels; use --objective rankme"

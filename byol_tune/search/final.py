@@ -16,7 +16,7 @@ import torch
 
 from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run
-from byol_tune.core.data import load_splits
+from byol_tune.core.data import absolute_data_dir, check_batch_size, load_splits
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 from byol_tune.search.ray_train import (
@@ -50,10 +50,12 @@ def train_best(
     if max_epochs is not None:
         values["max_epochs"] = max_epochs
     values.update(overrides or {})
+    values["data_dir"] = absolute_data_dir(values.get("data_dir"), Path.cwd())  # workers run elsewhere
     config = make_config(values, where=f"--from-search {experiment}")
     if workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
-    load_splits(config)  # data moved or deleted since the search: fails here, before any folder or Ray
+    # data moved or deleted since the search, or a batch too large: fails here, before any folder or Ray
+    check_batch_size(load_splits(config), config.batch_size)
     folder = fresh_dir(Path(experiment).resolve(), "final")
     save_config(config, folder / "config.yaml")
     init_ray(None)
