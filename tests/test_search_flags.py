@@ -144,3 +144,25 @@ def test_resume_runs_on_with_a_space_refused_since(
     assert error_of(["--resume", str(experiment)], capsys) == "ray would start here"
     old = load_space(space, resumed=True)
     assert old.make_config({"learning_rate": 1e-3}, {"seed": 0, "max_epochs": 2}).seed == 0  # overridden
+
+
+def test_records_come_in_the_order_trials_started() -> None:
+    """TPE's trial ids are random hex: the per-trial plot's "in order started" needs start times."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from byol_tune.search.results import records_from_grid
+
+    def result(trial_id: str, timestamp: float, total: float) -> SimpleNamespace:
+        frame = pd.DataFrame([{"epoch": 1, "knn_top1": 10.0, "timestamp": timestamp, "time_total_s": total}])
+        return SimpleNamespace(
+            metrics_dataframe=frame, config={}, metrics={"trial_id": trial_id}, path="p", error=None
+        )
+
+    silent = SimpleNamespace(
+        metrics_dataframe=None, config={}, metrics={"trial_id": "000"}, path="p", error=None
+    )
+    grid = [result("ff1", 100.0, 5.0), silent, result("0a2", 130.0, 40.0), result("7b3", 120.0, 2.0)]
+    order = [r.trial_id for r in records_from_grid(grid, "knn_top1")]
+    assert order == ["0a2", "ff1", "7b3", "000"]  # started at 90, 95, 118; never reported: last

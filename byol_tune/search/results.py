@@ -14,21 +14,26 @@ HISTORY_KEYS = ("epoch", "step", "knn_top1", "knn_top5", "rankme", "eval_seconds
 
 
 def records_from_grid(grid: Any, objective: str) -> list[TrialRecord]:
-    records = []
+    """The grid's trials in the order they started (TPE's trial ids are random, so not by id)."""
+    started: list[tuple[float, TrialRecord]] = []
     for result in grid:
         frame = result.metrics_dataframe
         history: list[dict[str, float]] = []
+        start = math.inf  # never reported: after every trial that did
         if frame is not None and len(frame):
-            for row in frame.to_dict("records"):
+            rows = frame.to_dict("records")
+            for row in rows:
                 history.append({k: float(row[k]) for k in HISTORY_KEYS if k in row and _number(row[k])})
+            first = rows[0]
+            if _number(first.get("timestamp")) and _number(first.get("time_total_s")):
+                start = float(first["timestamp"]) - float(first["time_total_s"])
         params = dict(result.config or {})
         trial_id = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
         status = "ERROR" if result.error else "TERMINATED"
         error = str(result.error).strip().splitlines()[-1] if result.error else None
-        records.append(
-            TrialRecord(trial_id=trial_id, params=params, history=history, status=status, error=error)
-        )
-    return sorted(records, key=lambda r: r.trial_id)
+        record = TrialRecord(trial_id=trial_id, params=params, history=history, status=status, error=error)
+        started.append((start, record))
+    return [record for _, record in sorted(started, key=lambda p: (p[0], p[1].trial_id))]
 
 
 def _number(value: Any) -> bool:
