@@ -170,6 +170,23 @@ def test_vectors_single_array_is_split_deterministically(tmp_path: Path) -> None
     assert again.labels is not None and torch.equal(again.labels, val.labels)
 
 
+def test_val_fraction_reaches_the_readers_through_the_config(tmp_path: Path) -> None:
+    """Vectors and a class-folder tree without val/ are split by the config's val_fraction."""
+    from byol_tune.config import make_config
+    from byol_tune.core.data import load_splits
+
+    np.savez(tmp_path / "f.npz", x=np.ones((300, 4), dtype=np.float32), y=np.arange(300) % 3)
+    for fraction, n_val in ((0.1, 30), (0.5, 150)):
+        splits = load_splits(make_config({"dataset": "vectors", "data_dir": str(tmp_path / "f.npz"),
+                                          "backbone": "mlp", "val_fraction": fraction}))  # fmt: skip
+        assert (len(splits.train), len(splits.val)) == (300 - n_val, n_val)  # type: ignore[arg-type]
+    for i in range(10):
+        write_png(tmp_path / "imgs" / f"c{i % 2}" / f"{i}.png", (i, i, i))
+    splits = load_splits(make_config({"dataset": "imagefolder", "data_dir": str(tmp_path / "imgs"),
+                                      "image_size": 16, "val_fraction": 0.3}))  # fmt: skip
+    assert (len(splits.train), len(splits.val)) == (7, 3)  # type: ignore[arg-type]
+
+
 def write_png(path: Path, color: tuple[int, int, int], mode: str = "RGB") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (2, 3), color).convert(mode).save(path)

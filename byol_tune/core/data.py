@@ -149,15 +149,16 @@ def load_splits(config: BYOLConfig) -> DataSplits:
         bank, val = readers.read_stl10(root, "train"), readers.read_stl10(root, "test")
         return _tensor_splits(unlabeled, bank, val, IMAGENET_MEAN, IMAGENET_STD)
     if config.dataset == "vectors":
-        train = readers.read_vectors(root, "train")
-        return _tensor_splits(train, train, readers.read_vectors(root, "val"), None, None)
+        train = readers.read_vectors(root, "train", config.val_fraction)
+        val = readers.read_vectors(root, "val", config.val_fraction)
+        return _tensor_splits(train, train, val, None, None)
     return _image_folder_splits(config)
 
 
 def _image_folder_splits(config: BYOLConfig) -> DataSplits:
     size = config.image_size or 224
-    train, val = readers.image_folder(config.data_dir or "")
-    bank = readers.image_folder(config.data_dir or "")[0]
+    train, val = readers.image_folder(config.data_dir or "", config.val_fraction)
+    bank = readers.image_folder(config.data_dir or "", config.val_fraction)[0]
     view1, view2 = _view_params(config, size)
     train.transform = PilTwoViews(view1, view2, IMAGENET_MEAN, IMAGENET_STD)
     clean = clean_transform(size, IMAGENET_MEAN, IMAGENET_STD, resize=round(size * 256 / 224))

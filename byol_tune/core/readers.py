@@ -53,11 +53,12 @@ def _existing_dir(root: str | Path) -> Path:
     return path
 
 
-def _split_indices(n: int, what: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic 90/10 (train, val) split, so every trial of a sweep sees the same val set."""
+def _split_indices(n: int, what: Path, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (train, val) split, ``val_fraction`` of the items (at least 1, at most n - 1) to
+    val, so every trial of a sweep sees the same val set."""
     if n < 2:
         raise _err(what, f"need at least 2 samples to split off a val set, found {n}")
-    n_val = max(1, int(n * VAL_FRACTION))
+    n_val = min(n - 1, max(1, int(n * val_fraction)))
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
@@ -210,11 +211,13 @@ def _to_tensor(value: Any, key: str, path: Path) -> torch.Tensor:
         raise _err(path, f"{key} has unsupported dtype ({exc})", "file") from exc
 
 
-def read_vectors(path: str | Path, split: Literal["train", "val"]) -> ArraySplit:
+def read_vectors(
+    path: str | Path, split: Literal["train", "val"], val_fraction: float = VAL_FRACTION
+) -> ArraySplit:
     """Read precomputed feature vectors: keys x_train/x_val (+ optional y_*), or x (+ optional y).
 
-    A file with only ``x``/``y`` is split 90/10 with a fixed seed so train and val never overlap and
-    stay the same across runs.
+    A file with only ``x``/``y`` is split (``val_fraction`` to val, 10% by default) with a fixed seed so
+    train and val never overlap and stay the same across runs.
     """
     p = Path(path).expanduser()
     if split not in ("train", "val"):
@@ -241,7 +244,7 @@ def read_vectors(path: str | Path, split: Literal["train", "val"]) -> ArraySplit
         y = y.to(torch.int64)
     x = x.to(torch.float32)
     if x_key == "x":
-        train_idx, val_idx = _split_indices(len(x), p)
+        train_idx, val_idx = _split_indices(len(x), p, val_fraction)
         idx = torch.from_numpy(train_idx if split == "train" else val_idx)
         x, y = x[idx], (None if y is None else y[idx])
     return ArraySplit(images=x, labels=y)
@@ -280,9 +283,9 @@ def _restrict(ds: torchvision.datasets.ImageFolder, idx: np.ndarray) -> torchvis
 
 
 def image_folder(
-    root: str | Path,
+    root: str | Path, val_fraction: float = VAL_FRACTION
 ) -> tuple[torchvision.datasets.ImageFolder, torchvision.datasets.ImageFolder]:
-    """Return (train, val) ImageFolders from ``root/train`` + ``root/val``, or split 90/10.
+    """Return (train, val) ImageFolders from ``root/train`` + ``root/val``, or split (``val_fraction``).
 
     Without ``root/val`` the images of ``root/train`` (or of ``root`` itself, as class folders) are
     split deterministically. Both results are real ImageFolders with independent ``transform``
@@ -302,5 +305,5 @@ def image_folder(
     if val_dir.is_dir():
         raise _err(path, "has val/ but no train/", "image folder")
     full = _folder(train_dir if train_dir.is_dir() else path)
-    train_idx, val_idx = _split_indices(len(full), Path(full.root))
+    train_idx, val_idx = _split_indices(len(full), Path(full.root), val_fraction)
     return _restrict(full, train_idx), _restrict(full, val_idx)
