@@ -112,6 +112,13 @@ class BYOLConfig(BaseModel):
     output_dir: str = "runs"
     name: str = "byol"
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if value in ("", ".", "..") or "/" in value or "\\" in value:
+            raise ValueError("a folder name inside output_dir, without '/'")
+        return value
+
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_text(cls, value: Any) -> Any:
@@ -197,7 +204,11 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or reason(exc)})") from None
+    try:
+        data = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {reason(exc)}") from None
     if data is None:

@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from byol_tune.errors import ConfigError, reason
+
 
 def _read_umask() -> int:
     """The process umask, read once at import (setting it to read it would race other threads later)."""
@@ -40,13 +42,21 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def fresh_dir(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``parent/name-1``, ``-2``... so that nothing already written is reused."""
-    parent.mkdir(parents=True, exist_ok=True)
-    for i in range(10_000):
-        candidate = parent / (name if i == 0 else f"{name}-{i}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"{parent}: could not create a fresh run folder for {name!r}")
+    """``parent/name``, or ``parent/name-1``, ``-2``... so that nothing already written is reused.
+    A parent that cannot hold it (a file, read-only, gone) is one :class:`ConfigError` line."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for i in range(10_000):
+            candidate = parent / (name if i == 0 else f"{name}-{i}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                if candidate.is_dir():
+                    continue
+                raise
+    except OSError as exc:
+        blocker = next((p for p in (parent, *parent.parents) if p.exists()), parent)
+        why = f"{blocker} is a file" if blocker.exists() and not blocker.is_dir() else exc.strerror
+        raise ConfigError(f"{parent}: cannot create a run folder there ({why or reason(exc)})") from None
+    raise ConfigError(f"{parent}: no free run folder name for {name!r}")

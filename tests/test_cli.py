@@ -192,3 +192,27 @@ def test_shipped_config_by_name_and_override() -> None:
         ConfigError, match=r"no such config file, nor a shipped config \(byol_paper_imagenet, "
     ):
         load_config("not_a_shipped_config")
+
+
+def test_run_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("kept")
+    for output_dir in ("afile", "afile/sub"):
+        proc = run_train("--set", f"output_dir={output_dir}", cwd=tmp_path)
+        assert_one_line_error(proc, f"{output_dir}: cannot create a run folder there (afile is a file)")
+    assert (tmp_path / "afile").read_text() == "kept"
+    with pytest.raises(ConfigError, match="name: a folder name inside output_dir, without '/'"):
+        make_config({"name": "a/b"})
+
+
+def test_unreadable_config_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from byol_tune.config import read_yaml_mapping
+
+    path = tmp_path / "c.yaml"
+    path.write_text("max_epochs: 1\n")
+
+    def denied(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)  # chmod 000 does not stop root
+    with pytest.raises(ConfigError, match=r"c\.yaml: cannot read \(Permission denied\)$"):
+        read_yaml_mapping(path)

@@ -180,7 +180,12 @@ def _run(
     resources = _resources(args, ray.cluster_resources(), settings.max_concurrent)
     check_feasible(resources, settings.max_concurrent, ray.cluster_resources())
     if not args.resume:
-        experiment.mkdir(parents=True)
+        try:
+            experiment.mkdir(parents=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"--storage-path: cannot create {experiment} ({exc.strerror or reason(exc)})"
+            ) from None
         atomic_write_text(experiment / SPACE_COPY, space.path.read_text())
         _write_state(experiment, argv if argv is not None else sys.argv[1:])
     print(f"experiment: {experiment}", flush=True)
