@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,22 @@ def test_shipped_configs_are_complete_mappings() -> None:
         data = yaml.safe_load(path.read_text())
         assert isinstance(data, dict) and data, name
         make_config(data, where=name)
+
+
+def test_resume_that_cannot_continue_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    from byol_tune.errors import CheckpointError
+
+    first = fit({**TINY, "max_epochs": 1, "output_dir": str(tmp_path)}, progress_bar=False)
+    assert first.last_checkpoint is not None
+    cases = {
+        "already trained 1 epoch(s); set max_epochs above that": {"max_epochs": 1},
+        "projection_head.0.weight is (64, 256) there, (16, 256) here": {"projector_hidden_dim": 16},
+        "trained with optimizer 'adamw', this config has 'sgd'": {"optimizer": "sgd"},
+    }
+    for message, change in cases.items():
+        config = {**TINY, "max_epochs": 2, "output_dir": str(tmp_path), **change}
+        with pytest.raises(CheckpointError, match=re.escape(message)):
+            fit(config, resume_from=first.last_checkpoint, progress_bar=False)
+    assert [p.name for p in tmp_path.iterdir()] == [first.run_dir.name]  # no run folder for a refusal
+    resumed = fit({**TINY, "max_epochs": 2, "output_dir": str(tmp_path)}, first.last_checkpoint, False)
+    assert [h["epoch"] for h in resumed.history][-1] == 2

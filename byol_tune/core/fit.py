@@ -49,12 +49,39 @@ def _safe_load(path: str | Path, what: str) -> Any:
         raise CheckpointError(f"{path}: not a loadable {what} ({reason(exc)})") from None
 
 
-def check_checkpoint(path: str | Path) -> Path:
+def check_checkpoint(path: str | Path) -> dict[str, Any]:
     """A Lightning checkpoint that loads with ``weights_only=True``, else one clear error line."""
     data = _safe_load(path, "checkpoint")
     if not isinstance(data, dict) or "state_dict" not in data:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return Path(path)
+    return data
+
+
+def check_resume(path: str | Path, data: dict[str, Any], module: L.LightningModule, max_epochs: int) -> None:
+    """The checkpoint fits the configured model and optimizer and leaves epochs to train; else one line
+    (Lightning's own errors come as a size-mismatch traceback, a KeyError or an IndexError)."""
+    ours = module.state_dict()
+    saved = data["state_dict"]
+    for key in sorted(set(ours) | set(saved)):
+        if key not in saved or key not in ours:
+            where = "the checkpoint" if key not in saved else "this config's model"
+            raise CheckpointError(f"{path}: does not fit this config: {key} is missing from {where}")
+        if tuple(saved[key].shape) != tuple(ours[key].shape):
+            raise CheckpointError(
+                f"{path}: does not fit this config: {key} is {tuple(saved[key].shape)} there, "
+                f"{tuple(ours[key].shape)} here"
+            )
+    optimizer = data.get("hyper_parameters", {}).get("optimizer")
+    if optimizer is not None and optimizer != module.hparams.get("optimizer", optimizer):
+        raise CheckpointError(
+            f"{path}: trained with optimizer {optimizer!r}, this config has {module.hparams['optimizer']!r}"
+        )
+    progress = data.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("total", {})
+    done = progress.get("processed", data.get("epoch", -1) + 1)
+    if isinstance(done, int) and done >= max_epochs:
+        raise CheckpointError(
+            f"{path}: already trained {done} epoch(s); set max_epochs above that to train on"
+        )
 
 
 def load_backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -91,11 +118,14 @@ def fit(
     """Train BYOL as configured and evaluate it; returns the final metrics and the files written."""
     if not isinstance(config, BYOLConfig):
         config = make_config(config)
-    ckpt = check_checkpoint(resume_from) if resume_from is not None else None
+    resume = check_checkpoint(resume_from) if resume_from is not None else None
     if config.sync_batchnorm and config.devices > 1 and not torch.cuda.is_available():
         raise ConfigError("sync_batchnorm: torch's SyncBatchNorm runs on GPUs only; set it false on CPU")
     L.seed_everything(config.seed, workers=True, verbose=False)
     parts = build_run(config)
+    if resume_from is not None and resume is not None:
+        check_resume(resume_from, resume, parts.module, config.max_epochs)
+    ckpt = Path(resume_from) if resume_from is not None else None
     run_dir = make_run_dir(config)
     objective = metrics.KNN_TOP1 if parts.splits.info.num_classes else metrics.RANKME
     checkpoint = ObjectiveCheckpoint(
