@@ -254,6 +254,8 @@ CIFAR_CORRUPTIONS: dict[str, tuple[Any, str]] = {
     "shape": ({b"data": np.zeros((2, 100), np.uint8), b"labels": [1, 2]}, "expected (N, 3072)"),
     "dtype": ({b"data": np.zeros((1, 3072), np.int64), b"labels": [1]}, "uint8"),
     "range": ({b"data": cifar_rows(1, 0), b"labels": [10]}, "outside 0..9"),
+    "no_rows": ({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, "holds no images"),
+    "float_labels": ({b"data": cifar_rows(1, 0), b"labels": [1.7]}, "not a list of integers"),
 }
 
 
@@ -312,6 +314,9 @@ VECTOR_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "length": ({"x_train": np.ones((3, 2), np.float32), "y_train": np.ones(2, int)}, "2 labels"),
     "str_x": ({"x_train": np.array([["a"]])}, "x_train"),
     "tiny_x": ({"x": np.ones((1, 2), np.float32)}, "at least 2 samples"),
+    "nan_x": ({"x_train": np.array([[0.0, np.nan]], np.float32)}, "NaN or infinite"),
+    "no_columns": ({"x_train": np.ones((3, 0), np.float32)}, "has no columns"),
+    "negative_y": ({"x_train": np.ones((2, 2), np.float32), "y_train": np.array([0, -1])}, "negative labels"),
 }
 
 

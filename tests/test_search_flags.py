@@ -166,3 +166,13 @@ def test_records_come_in_the_order_trials_started() -> None:
     grid = [result("ff1", 100.0, 5.0), silent, result("0a2", 130.0, 40.0), result("7b3", 120.0, 2.0)]
     order = [r.trial_id for r in records_from_grid(grid, "knn_top1")]
     assert order == ["0a2", "ff1", "7b3", "000"]  # started at 90, 95, 118; never reported: last
+
+
+def test_from_search_takes_the_epochs_once(tmp_path: Path) -> None:
+    from byol_tune.config import make_config, save_config
+    from byol_tune.search.final import train_best
+
+    save_config(make_config({}), tmp_path / "best_config.yaml")
+    with pytest.raises(ConfigError, match=r"^--set max_epochs: give the epochs once, with --max-epochs$"):
+        train_best(tmp_path, max_epochs=2, overrides={"max_epochs": 3})
+    assert [p.name for p in tmp_path.iterdir()] == ["best_config.yaml"]

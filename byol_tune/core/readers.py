@@ -96,6 +96,11 @@ def _read_cifar_file(path: Path, label_key: bytes, n_classes: int) -> tuple[np.n
         raise _err(path, "b'data' must be a uint8 array of shape (N, 3072)", "file")
     if data.shape[1] != 3 * 32 * 32:
         raise _err(path, f"b'data' has shape {data.shape}, expected (N, 3072)", "file")
+    if len(data) == 0:
+        raise _err(path, "b'data' holds no images", "file")
+    raw_labels = np.asarray(batch[label_key])
+    if raw_labels.dtype.kind == "f":  # 1.7 would silently become class 1
+        raise _err(path, f"{label_key!r} is not a list of integers", "file")
     try:
         labels = np.asarray(batch[label_key], dtype=np.int64)
     except (TypeError, ValueError) as exc:
@@ -241,7 +246,13 @@ def read_vectors(
             raise _err(p, f"{y_key} must be 1-D integer, got {y.dtype} {tuple(y.shape)}", "file")
         if len(y) != len(x):
             raise _err(p, f"{len(y)} labels in {y_key} for {len(x)} rows in {x_key}", "file")
+        if y.min() < 0:
+            raise _err(p, f"{y_key} has negative labels (classes are 0..C-1)", "file")
         y = y.to(torch.int64)
+    if x.shape[1] == 0:
+        raise _err(p, f"{x_key} has no columns", "file")
+    if not torch.isfinite(x).all():
+        raise _err(p, f"{x_key} holds NaN or infinite values", "file")
     x = x.to(torch.float32)
     if x_key == "x":
         train_idx, val_idx = _split_indices(len(x), p, val_fraction)

@@ -43,8 +43,8 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m byol_tune.search",
         description="Search BYOL hyperparameters with Ray Tune (Optuna TPE + ASHA). A one-worker trial "
         "trains in its own process; a multi-worker trial is a Ray Train TorchTrainer (DDP). With no "
-        "arguments: the embedded shapes data and search_spaces/default.yaml, sized to finish in about "
-        "10 minutes on 2 CPU cores.",
+        "arguments: the embedded shapes data and search_spaces/default.yaml, sized to finish in a few "
+        "minutes on 2 CPU cores (README gives measured times).",
     )
     p.add_argument(
         "--space", default="default", help=f"search space file or name ({', '.join(space_names())})"
@@ -241,7 +241,7 @@ def _run(
         f"written to {experiment}: "
         + ", ".join(p.relative_to(experiment).as_posix() for p in [best_path, *written])
     )
-    print(f"train it longer: python -m byol_tune.train --from-search {experiment} --max-epochs 20")
+    print(f"train it longer: python -m byol_tune.train --from-search {experiment} --max-epochs 50")
     return 0
 
 

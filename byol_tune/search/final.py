@@ -49,7 +49,10 @@ def train_best(
     values = config.model_dump()
     if max_epochs is not None:
         values["max_epochs"] = max_epochs
-    values.update(overrides or {})
+    overrides = overrides or {}
+    if max_epochs is not None and "max_epochs" in overrides:
+        raise ConfigError("--set max_epochs: give the epochs once, with --max-epochs")
+    values.update(overrides)
     values["data_dir"] = absolute_data_dir(values.get("data_dir"), Path.cwd())  # workers run elsewhere
     config = make_config(values, where=f"--from-search {experiment}")
     if workers < 1:
