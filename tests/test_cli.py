@@ -216,3 +216,13 @@ def test_unreadable_config_file_is_one_line(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(Path, "read_text", denied)  # chmod 000 does not stop root
     with pytest.raises(ConfigError, match=r"c\.yaml: cannot read \(Permission denied\)$"):
         read_yaml_mapping(path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_more_cpu_processes_than_cores_is_one_line(tmp_path: Path) -> None:
+    import os
+
+    devices = (os.cpu_count() or 1) + 1
+    proc = run_train("--set", f"devices={devices}", "--set", f"output_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert_one_line_error(proc, f"devices: {devices} CPU processes on a machine with {devices - 1} cores")
+    assert not (tmp_path / "runs").exists()

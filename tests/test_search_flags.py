@@ -70,6 +70,11 @@ def test_resume_keeps_its_flags_and_reads_its_state(
     assert error_of(["--resume", str(experiment)], capsys).startswith(
         f"--resume {experiment / STATE_FILE}: not valid YAML: "
     )
+    (experiment / STATE_FILE).write_text("argv: [--num-samples, '3']\n")  # interrupted before Tune began
+    assert error_of(["--resume", str(experiment)], capsys) == (
+        f"--resume {experiment}: Tune saved no state there (tuner.pkl missing: stopped before it began); "
+        "start the search again"
+    )
 
 
 @pytest.mark.parametrize(
@@ -113,6 +118,7 @@ def test_resume_runs_on_with_flags_refused_since(
     experiment.mkdir()
     argv = ["--set", "seed=7", "--set", "shapes_train_size=64", "--set", "shapes_val_size=32"]
     atomic_write_text(experiment / STATE_FILE, yaml.safe_dump({"argv": argv}))
+    (experiment / "tuner.pkl").touch()
 
     def ray_would_start(*args: object, **kwargs: object) -> None:
         raise ConfigError("ray would start here")
@@ -136,6 +142,7 @@ def test_resume_runs_on_with_a_space_refused_since(
     experiment.mkdir()
     argv = ["--space", str(space), "--set", "shapes_train_size=64", "--set", "shapes_val_size=32"]
     atomic_write_text(experiment / STATE_FILE, yaml.safe_dump({"argv": argv}))
+    (experiment / "tuner.pkl").touch()
 
     def ray_would_start(*args: object, **kwargs: object) -> None:
         raise ConfigError("ray would start here")

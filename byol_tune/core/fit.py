@@ -119,6 +119,10 @@ def fit(
     if not isinstance(config, BYOLConfig):
         config = make_config(config)
     resume = check_checkpoint(resume_from) if resume_from is not None else None
+    cores = os.cpu_count() or 1
+    on_cpu = config.accelerator == "cpu" or (config.accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and config.devices > cores:  # a process per device: 64 on 2 cores made no progress in 90 s
+        raise ConfigError(f"devices: {config.devices} CPU processes on a machine with {cores} cores")
     if config.sync_batchnorm and config.devices > 1 and not torch.cuda.is_available():
         raise ConfigError("sync_batchnorm: torch's SyncBatchNorm runs on GPUs only; set it false on CPU")
     L.seed_everything(config.seed, workers=True, verbose=False)

@@ -35,6 +35,7 @@ from byol_tune.search.tuner import (
 )
 
 STATE_FILE = "byol_search.yaml"  # what --resume needs to rebuild the same search
+TUNER_FILE = "tuner.pkl"  # Tune's own state, written when the search begins
 SPACE_COPY = "space.yaml"  # the space as it was searched: --resume reads this, not the original file
 
 
@@ -370,4 +371,9 @@ def _read_state(experiment: Path) -> dict[str, Any]:
         or not isinstance(state.get("cwd", ""), str)
     ):
         raise ConfigError(f"--resume {state_file}: unreadable experiment state")
+    if not (experiment / TUNER_FILE).is_file():
+        raise ConfigError(
+            f"--resume {experiment}: Tune saved no state there ({TUNER_FILE} missing: stopped before it "
+            "began); start the search again"
+        )
     return state
