@@ -153,6 +153,23 @@ class BYOLConfig(BaseModel):
             raise ValueError(f"unknown strategy; choose from {', '.join(names)}")
         return value.lower()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_number_mixups(cls, data: Any) -> Any:
+        """pydantic's lax mode reads true as 1 and 1 as true; in a config either is a slip, refused."""
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if field is None or not isinstance(value, bool | int | float):
+                continue
+            admits = set(field_types(key))
+            if isinstance(value, bool) and bool not in admits and admits & {int, float}:
+                raise ValueError(f"{key}: expected a number, got {str(value).lower()}")
+            if not isinstance(value, bool) and bool in admits and not admits & {int, float}:
+                raise ValueError(f"{key}: expected true or false, got {value}")
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> BYOLConfig:
         if self.dataset in ("imagefolder", "cifar10", "cifar100", "stl10", "vectors") and (not self.data_dir):

@@ -226,3 +226,16 @@ def test_more_cpu_processes_than_cores_is_one_line(tmp_path: Path) -> None:
     proc = run_train("--set", f"devices={devices}", "--set", f"output_dir={tmp_path / 'runs'}", cwd=tmp_path)
     assert_one_line_error(proc, f"devices: {devices} CPU processes on a machine with {devices - 1} cores")
     assert not (tmp_path / "runs").exists()
+
+
+def test_booleans_and_numbers_are_not_mixed_up() -> None:
+    """pydantic's lax mode would train ``max_epochs=yes`` for 1 epoch and read ``linear_probe: 1`` as true."""
+    cases = {
+        "max_epochs: expected a number, got true": {"max_epochs": True},
+        "tau_base: expected a number, got false": {"tau_base": False},
+        "linear_probe: expected true or false, got 1": {"linear_probe": 1},
+    }
+    for message, values in cases.items():
+        with pytest.raises(ConfigError, match=f"^config: {message}$"):
+            make_config(values)
+    assert make_config(parse_overrides(["max_epochs=3", "linear_probe=false"])).max_epochs == 3
