@@ -39,6 +39,8 @@ CASES = {
     "bad choice": ("optimizer: adam\n", ["optimizer", "adam"]),
     "not yaml": ("max_epochs: [1,\n", ["not valid YAML"]),
     "not a mapping": ("- 1\n- 2\n", ["expected a mapping"]),
+    "duplicate key": ("max_epochs: 1\nmax_epochs: 2\n", ["not valid YAML: duplicate key 'max_epochs'"]),
+    "unhashable key": ("[a]: 1\n", ["not valid YAML: while constructing a mapping"]),
     "unknown dataset": ("dataset: imagenet21k\n", ["dataset", "imagenet21k"]),
     "missing data_dir": ("dataset: cifar10\n", ["data_dir is required"]),
     "unknown backbone": ("backbone: resnet9000\n", ["backbone: unknown backbone; choose from mlp,", "9000"]),
