@@ -256,6 +256,7 @@ CIFAR_CORRUPTIONS: dict[str, tuple[Any, str]] = {
     "range": ({b"data": cifar_rows(1, 0), b"labels": [10]}, "outside 0..9"),
     "no_rows": ({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, "holds no images"),
     "float_labels": ({b"data": cifar_rows(1, 0), b"labels": [1.7]}, "not a list of integers"),
+    "ragged_labels": ({b"data": cifar_rows(2, 0), b"labels": [[1], [2, 3]]}, "not a list of integers"),
 }
 
 

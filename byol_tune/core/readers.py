@@ -98,11 +98,11 @@ def _read_cifar_file(path: Path, label_key: bytes, n_classes: int) -> tuple[np.n
         raise _err(path, f"b'data' has shape {data.shape}, expected (N, 3072)", "file")
     if len(data) == 0:
         raise _err(path, "b'data' holds no images", "file")
-    raw_labels = np.asarray(batch[label_key])
-    if raw_labels.dtype.kind == "f":  # 1.7 would silently become class 1
-        raise _err(path, f"{label_key!r} is not a list of integers", "file")
     try:
-        labels = np.asarray(batch[label_key], dtype=np.int64)
+        labels = np.asarray(batch[label_key])
+        if labels.dtype.kind == "f":  # 1.7 would silently become class 1
+            raise ValueError("fractional labels")
+        labels = labels.astype(np.int64)
     except (TypeError, ValueError) as exc:
         raise _err(path, f"{label_key!r} is not a list of integers", "file") from exc
     if labels.ndim != 1 or len(labels) != len(data):
