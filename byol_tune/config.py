@@ -160,8 +160,7 @@ class BYOLConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         for key, value in data.items():
-            field = cls.model_fields.get(key)
-            if field is None or not isinstance(value, bool | int | float):
+            if key not in cls.model_fields or not isinstance(value, bool | int | float):
                 continue
             admits = set(field_types(key))
             if isinstance(value, bool) and bool not in admits and admits & {int, float}:
