@@ -19,7 +19,7 @@ from byol_tune.cli import add_set_flag
 from byol_tune.config import parse_overrides, save_config
 from byol_tune.core.data import absolute_data_dir, check_batch_size, load_splits
 from byol_tune.errors import ConfigError, reason
-from byol_tune.io import atomic_write_text
+from byol_tune.io import atomic_write_text, fresh_dir
 from byol_tune.search import results
 from byol_tune.search.ray_train import Resources, init_ray
 from byol_tune.search.report import rank, write_reports
@@ -149,10 +149,8 @@ def search_main(argv: list[str] | None) -> int:
         raise ConfigError(
             f"--objective knn_top1: dataset {config.dataset!r} has no labels; use --objective rankme"
         )
-    if args.resume:
-        experiment = Path(args.resume).resolve()
-    else:
-        experiment = _fresh_experiment(Path(args.storage_path).resolve(), args.name)
+    # a new experiment's folder is made in _run once the request fits the cluster: a refusal leaves none
+    experiment = Path(args.resume).resolve() if args.resume else None
     import ray
 
     context = init_ray(
@@ -170,7 +168,7 @@ def _run(
     space: SearchSpace,
     settings: SearchSettings,
     overrides: dict[str, Any],
-    experiment: Path,
+    experiment: Path | None,
     context: Any,
     start: float,
 ) -> int:
@@ -180,13 +178,8 @@ def _run(
     _print_dashboard(getattr(context, "dashboard_url", None))
     resources = _resources(args, ray.cluster_resources(), settings.max_concurrent)
     check_feasible(resources, settings.max_concurrent, ray.cluster_resources())
-    if not args.resume:
-        try:
-            experiment.mkdir(parents=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"--storage-path: cannot create {experiment} ({exc.strerror or reason(exc)})"
-            ) from None
+    if experiment is None:
+        experiment = fresh_dir(Path(args.storage_path).resolve(), args.name)
         atomic_write_text(experiment / SPACE_COPY, space.path.read_text())
         _write_state(experiment, argv if argv is not None else sys.argv[1:])
     print(f"experiment: {experiment}", flush=True)
@@ -339,14 +332,6 @@ def _print_dashboard(url: str | None) -> None:
         "asks (or send the header `Authorization: Bearer <token>`)",
         flush=True,
     )
-
-
-def _fresh_experiment(storage: Path, name: str) -> Path:
-    for i in range(10_000):
-        candidate = storage / (name if i == 0 else f"{name}-{i}")
-        if not candidate.exists():
-            return candidate
-    raise ConfigError(f"--storage-path {storage}: no free experiment name for {name!r}")
 
 
 def _write_state(experiment: Path, argv: list[str]) -> None:
