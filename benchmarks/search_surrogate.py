@@ -385,17 +385,18 @@ def render(path: Path, measured: list[dict[str, Any]] | None = None) -> list[str
             retrains = [
                 run["retrain"] for run in measured or [] if run["budget"] == budget and "retrain" in run
             ]
-            seeds = ", ".join(str(r["seed"]) for r in retrains)
+            retrain_seeds = ", ".join(str(r["seed"]) for r in retrains)
             values = [r["best"] for r in retrains]
             paired = [
                 max(check["histories"][str(r["seed"])]) - r["best"]
                 for r in retrains
                 if str(r["seed"]) in check["histories"]
             ]
+            by_seed = ", ".join(f"{d:+.1f}" for d in paired) or "no common seed"
             lines.append(
                 f"- The study's best random + ASHA configs at {budget} trial-epochs, retrained on seeds "
-                f"{seeds}: {mean_sd(values)} ({', '.join(f'{v:.1f}' for v in values)}); the oracle's config "
-                f"against them, seed by seed: {', '.join(f'{d:+.1f}' for d in paired) or 'no common seed'}."
+                f"{retrain_seeds}: {mean_sd(values)} ({', '.join(f'{v:.1f}' for v in values)}); the oracle's "
+                f"config against them, seed by seed: {by_seed}."
             )
     if measured:
         for budget in sorted({r["budget"] for r in studied}):

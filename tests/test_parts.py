@@ -11,7 +11,7 @@ from torch import nn
 
 from byol_tune.parts import momentum
 from byol_tune.parts.heads import MLPHead
-from byol_tune.parts.knn import knn_accuracy, knn_predict
+from byol_tune.parts.knn import knn_accuracy, knn_predict, top_k
 from byol_tune.parts.loss import byol_loss, normalized_mse
 from byol_tune.parts.optim import LARS, param_groups, warmup_cosine
 from byol_tune.parts.probe import linear_probe
@@ -130,6 +130,28 @@ def test_knn_ranking_equals_a_full_sort_reference() -> None:
     assert (votes > 0).all()  # every class voted for: no ties among empty classes
     ranking = knn_predict(query, bank, labels, 3, k=60, chunk_size=16)
     assert torch.equal(ranking, votes.argsort(1, descending=True))
+
+
+@pytest.mark.parametrize(("n", "k"), [(5000, 200), (5003, 200), (401, 60), (10, 3), (7, 7), (300, 1)])
+def test_top_k_selects_the_same_items_as_torch_topk(n: int, k: int) -> None:
+    """Blocked selection (5003: three columns left over; 7 of 7: plain topk) keeps the same columns."""
+    sim = torch.randn(9, n, generator=torch.Generator().manual_seed(n))
+    values, columns = top_k(sim, k)
+    assert torch.equal(columns.sort(dim=1).values, sim.topk(k, dim=1).indices.sort(dim=1).values)
+    assert torch.equal(values, sim.gather(1, columns))
+
+
+def test_top_k_with_ties_keeps_k_distinct_items_none_beaten() -> None:
+    """Values 0..9 repeated: any k items are valid if no left-out item is larger than a kept one."""
+    sim = (torch.arange(600) % 10).float().repeat(4, 1)  # (4, 600)
+    sim = sim[:, torch.randperm(600, generator=torch.Generator().manual_seed(0))]
+    values, columns = top_k(sim, 90)
+    for row in range(4):
+        assert columns[row].unique().numel() == 90
+        left_out = torch.ones(600, dtype=torch.bool)
+        left_out[columns[row]] = False
+        assert values[row].min() >= sim[row, left_out].max()
+    assert values.sum(dim=1).tolist() == [90 * 9 - 30] * 4  # sixty 9s and thirty 8s
 
 
 def test_rankme_identity_and_rank_one() -> None:
