@@ -9,8 +9,11 @@ between rounds; every round starts a fresh iterator and an untimed warm-up step.
 (pre-made float views) is measured in the same rounds, for "ours end to end / ours model only". Where
 the device computes bfloat16 natively (a GPU, or a CPU with AMX/AVX512-BF16), ours runs once more with
 bf16 autocast, end to end and model only; lightly's example loop has no such option and stays float32.
+``--backbone small_cnn`` swaps resnet18 for the embedded default config's backbone (both pipelines, same
+heads): a model about 20x cheaper per image, so the augmentation's share of a step shows.
 
-Run: ``python benchmarks/bench_e2e.py [--quick] [--json PATH] [--workers N] [--batch-size N]``.
+Run: ``python benchmarks/bench_e2e.py [--quick] [--json PATH] [--workers N] [--batch-size N]
+[--backbone small_cnn]``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from byol_tune.core.data import CIFAR_MEAN, CIFAR_STD, BYOLDataModule, DataInfo, DataSplits, TensorData
-from byol_tune.parts.backbones import build_backbone
+from byol_tune.parts.backbones import build_backbone, feature_dim
 from byol_tune.parts.transforms import TwoViewAugment, byol_view_params
 
 
@@ -86,6 +89,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, help="default: 16 on CPU, 256 on CUDA (8 with --quick)")
     p.add_argument("--image-size", type=int, default=32, help="stored and view size")
     p.add_argument("--workers", type=int, help="DataLoader workers for both (default: min(8, CPUs))")
+    p.add_argument(
+        "--backbone",
+        choices=("resnet18", "small_cnn"),
+        default="resnet18",
+        help="resnet18 (small-image stem, lightly's example) or small_cnn (the embedded default config's)",
+    )
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3, 5 on CUDA)")
     p.add_argument("--steps", type=int, help="timed steps per round (default 2, 20 on CUDA)")
     args = p.parse_args()
@@ -99,8 +108,10 @@ def main() -> None:
     n_images = batch * steps * 2
     images = torch.randint(0, 256, (n_images, 3, size, size), dtype=torch.uint8)
 
-    backbone = build_backbone("resnet18", small_image_stem=True)
-    peer = lightly_stepper(copy.deepcopy(backbone), device)
+    options = {"small_image_stem": True} if args.backbone == "resnet18" else {}
+    backbone = build_backbone(args.backbone, **options)
+    dim = feature_dim(backbone, images[:2].float())
+    peer = lightly_stepper(copy.deepcopy(backbone), device, dim)
     peer_loader = lightly_loader(images, size, batch, workers)
     augment = TwoViewAugment(*byol_view_params(size, blur=False), mean=CIFAR_MEAN, std=CIFAR_STD)
     e2e = our_module(backbone, size, augment=augment).to(device)
@@ -153,8 +164,8 @@ def main() -> None:
     rows = [(name, rate[name], min(seconds[name]), max(seconds[name])) for name in seconds]
     markdown = benchutil.table(["pipeline", "images/s (median)", "min s/step", "max s/step"], rows)
     markdown += (
-        f"\n\nbatch {batch}, {size}x{size} uint8 images in memory, {workers} DataLoader workers each, "
-        f"{rounds} rounds x {steps} timed steps, device {device}.\n"
+        f"\n\n{args.backbone}, batch {batch}, {size}x{size} uint8 images in memory, {workers} DataLoader "
+        f"workers each, {rounds} rounds x {steps} timed steps, device {device}.\n"
         f"- ours end to end: {ratio:.2f}x lightly's pipeline (goal >= 1.25)\n"
         f"- ours end to end: {fraction:.2f} of our own model-only rate (goal >= 0.9)"
     )
@@ -179,7 +190,14 @@ def main() -> None:
         "fraction_of_model_only": fraction,
         **bf16_figures,
     }
-    settings = {"batch_size": batch, "image_size": size, "workers": workers, "rounds": rounds, "steps": steps}
+    settings = {
+        "backbone": args.backbone,
+        "batch_size": batch,
+        "image_size": size,
+        "workers": workers,
+        "rounds": rounds,
+        "steps": steps,
+    }
     benchutil.report(args, device, "e2e", settings, markdown, figures)
 
 

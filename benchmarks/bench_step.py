@@ -31,15 +31,16 @@ PROJ, PRED = (512, 1024, 256), (256, 1024, 256)
 
 
 class LightlyBYOL(nn.Module):
-    """lightly's BYOL example model: online backbone + heads, target copies frozen."""
+    """lightly's BYOL example model: online backbone + heads, target copies frozen; the projector takes
+    ``feature_dim`` inputs (resnet18's 512 in lightly's example)."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, feature_dim: int = PROJ[0]) -> None:
         from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
         from lightly.models.utils import deactivate_requires_grad
 
         super().__init__()
         self.backbone = backbone
-        self.projection_head = BYOLProjectionHead(*PROJ)
+        self.projection_head = BYOLProjectionHead(feature_dim, *PROJ[1:])
         self.prediction_head = BYOLPredictionHead(*PRED)
         self.backbone_momentum = copy.deepcopy(backbone)
         self.projection_head_momentum = copy.deepcopy(self.projection_head)
@@ -54,13 +55,15 @@ class LightlyBYOL(nn.Module):
         return self.projection_head_momentum(y).detach()
 
 
-def lightly_stepper(backbone: nn.Module, device: torch.device) -> Callable[[Tensor, Tensor], None]:
+def lightly_stepper(
+    backbone: nn.Module, device: torch.device, feature_dim: int = PROJ[0]
+) -> Callable[[Tensor, Tensor], None]:
     """``step(x0, x1)``: one step of lightly's example loop (EMA first, then the SGD step)."""
     from lightly.loss import NegativeCosineSimilarity
     from lightly.models.utils import update_momentum
     from lightly.utils.scheduler import cosine_schedule
 
-    model = LightlyBYOL(backbone).to(device)
+    model = LightlyBYOL(backbone, feature_dim).to(device)
     criterion = NegativeCosineSimilarity()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     step = [0]

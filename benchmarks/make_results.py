@@ -25,12 +25,18 @@ import search_surrogate
 import tau_sweep
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = {
-    "step": ("1. Training step, model only: ours vs lightly's example loop", "bench_step.py"),
-    "e2e": ("2. End to end: uint8 images -> augmentation -> step", "bench_e2e.py"),
-    "ema": ("3. EMA update of the target network", "bench_ema.py"),
-    "knn": ("4. kNN evaluation", "bench_knn.py"),
-    "ray": ("5. Ray overhead: plain trainer vs Tune trials through each runner", "bench_ray.py"),
+# name -> (section title, script, its arguments besides --json/--quick)
+BENCHMARKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "step": ("1. Training step, model only: ours vs lightly's example loop", "bench_step.py", ()),
+    "e2e": ("2. End to end: uint8 images -> augmentation -> step", "bench_e2e.py", ()),
+    "e2e_small_cnn": (
+        "2b. End to end with the embedded default's backbone (small_cnn, batch 64)",
+        "bench_e2e.py",
+        ("--backbone", "small_cnn", "--batch-size", "64", "--rounds", "5", "--steps", "12"),
+    ),
+    "ema": ("3. EMA update of the target network", "bench_ema.py", ()),
+    "knn": ("4. kNN evaluation", "bench_knn.py", ()),
+    "ray": ("5. Ray overhead: plain trainer vs Tune trials through each runner", "bench_ray.py", ()),
 }
 MACHINE_KEYS = (
     "platform",
@@ -46,8 +52,9 @@ MACHINE_KEYS = (
 
 
 def run(results: Path, quick: bool, extra: list[str]) -> None:
-    for name, (_, script) in BENCHMARKS.items():
-        cmd = [sys.executable, str(HERE / script), "--json", str(results / f"{name}.json"), *extra]
+    for name, (_, script, script_args) in BENCHMARKS.items():
+        cmd = [sys.executable, str(HERE / script), *script_args, "--json", str(results / f"{name}.json")]
+        cmd += extra
         cmd += ["--quick"] if quick else []
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
@@ -107,11 +114,12 @@ def render(found: dict[str, dict[str, Any]], results: Path) -> str:
     machines = {describe(r["machine"]) for r in found.values()}
     if len(machines) == 1:
         lines += ["Machine: " + machines.pop(), ""]
-    for name, (title, script) in BENCHMARKS.items():
+    for name, (title, script, script_args) in BENCHMARKS.items():
         lines += [f"## {title}", ""]
         if name not in found:
+            command = " ".join(["python", f"benchmarks/{script}", *script_args])
             lines += [
-                f"Not measured yet: `python benchmarks/{script} --json {shown(results)}/{name}.json`.",
+                f"Not measured yet: `{command} --json {shown(results)}/{name}.json`.",
                 "",
             ]
             continue

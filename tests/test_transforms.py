@@ -22,6 +22,7 @@ from byol_tune.parts.transforms import (
     hsv_to_rgb,
     pil_view_transform,
     rgb_to_hsv,
+    select,
 )
 
 MEAN = (0.49, 0.48, 0.45)
@@ -77,6 +78,24 @@ def test_solarize_exact_values() -> None:
     out = _view(params, ZERO, ONE)(x.contiguous())
     expected = torch.tensor([0.0, 0.25, 0.49, 0.5, 0.25, 0.0]).view(1, 1, 1, 6).expand(2, 3, 6, 6)
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+def test_solarize_is_torchvision_solarize_bit_for_bit() -> None:
+    """The batched path's min(x, 1 - x) is solarize at 0.5 exactly, next to the threshold included."""
+    below, above = torch.nextafter(torch.tensor(0.5), torch.tensor(0.0)), torch.tensor(0.5)
+    x = torch.cat([torch.rand(3 * 8 * 8 - 3), below.view(1), above.view(1), torch.tensor([1.0])])
+    x = x.view(1, 3, 8, 8)
+    out = _view(replace(OFF, image_size=8, solarize_p=1.0), ZERO, ONE)(x)
+    assert torch.equal(out, tvF.solarize(x, 0.5))
+
+
+@pytest.mark.parametrize("mask_shape", [(6, 3, 5, 5), (6, 1, 1, 1), (6, 5, 5)])
+def test_select_is_torch_where_bit_for_bit(mask_shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(len(mask_shape))
+    shape = (6, 3, 5, 5) if len(mask_shape) == 4 else (6, 5, 5)
+    a, b = torch.randn(shape, generator=g) * 1e3, torch.randn(shape, generator=g) * 1e-3
+    mask = torch.rand(mask_shape, generator=g) < 0.5
+    assert torch.equal(select(mask, a, b), torch.where(mask, a, b))
 
 
 def test_invert_is_one_minus_x() -> None:

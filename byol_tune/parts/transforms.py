@@ -27,7 +27,7 @@ from byol_tune.errors import ConfigError
 Triple = tuple[float, float, float]
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop aspect-ratio range (paper / torchvision)
 BLUR_SIGMA = (0.1, 2.0)  # Gaussian blur sigma range (paper, Table 6)
-SOLARIZE_THRESHOLD = 0.5  # on [0, 1] images
+SOLARIZE_THRESHOLD = 0.5  # on [0, 1] images; the batched path's elementwise min relies on 0.5
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 _CROP_TRIES = 10  # torchvision RandomResizedCrop.get_params tries before the centre-crop fallback
 # Columns of the per-sample uniform draw: crop scale, crop log-ratio, crop offsets (y, x), flip,
@@ -132,14 +132,22 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     Fused ``hsv_to_rgb(rgb_to_hsv(x))`` with h += shift: v = max and v*s = max - min, so only h is
     needed.
     """
-    minc, maxc = torch.aminmax(x, dim=1)  # (B, H, W)
+    r, g, b = x.unbind(1)  # each (B, H, W)
+    # elementwise max/min: aminmax over the 3-channel dim ran 10x slower on a CPU
+    maxc, minc = torch.maximum(torch.maximum(r, g), b), torch.minimum(torch.minimum(r, g), b)
     delta = maxc - minc
-    r, g, b = x.unbind(1)
-    h6 = torch.where(maxc == r, g - b, torch.where(maxc == g, 2.0 * delta + b - r, 4.0 * delta + r - g))
-    h6 = h6 / torch.where(delta > 0, delta, torch.ones_like(delta)) + 6.0 * shift.view(-1, 1, 1)
+    h6 = select(maxc == r, g - b, select(maxc == g, 2.0 * delta + b - r, 4.0 * delta + r - g))
+    h6 = h6 / (delta + (delta == 0).to(x.dtype)) + 6.0 * shift.view(-1, 1, 1)  # grey: 0 / 1
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     k = torch.remainder(n + h6.unsqueeze(1), 6.0)  # (B, 3, H, W)
     return maxc.unsqueeze(1) - delta.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+
+
+def select(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``torch.where(mask, a, b)`` for finite ``a`` and ``b``, exactly, as a lerp with weights 0 and 1:
+    3-4x faster than ``where`` on a CPU, for full-size and per-sample masks (measured on
+    (64, 3, 32, 32))."""
+    return torch.lerp(b, a, mask.to(a.dtype))
 
 
 class BatchViewAugment(torch.nn.Module):
@@ -195,19 +203,19 @@ class BatchViewAugment(torch.nn.Module):
         if p.jitter_p > 0:
             order_src = src if generator is not None else torch.device("cpu")
             order = torch.randperm(4, generator=generator, device=order_src).tolist()
-            x = torch.where(fires(jit_u, p.jitter_p), self._jitter(x, fac_u, order), x)
+            x = select(fires(jit_u, p.jitter_p), self._jitter(x, fac_u, order), x)
         if p.grayscale_p > 0:
-            x = torch.where(fires(gray_u, p.grayscale_p), _gray(x).expand_as(x), x)
+            x = select(fires(gray_u, p.grayscale_p), _gray(x).expand_as(x), x)
         if p.blur_p > 0:
-            x = torch.where(fires(blur_u, p.blur_p), self._blur(x, sigma_u[:, 0]), x)
+            x = select(fires(blur_u, p.blur_p), self._blur(x, sigma_u[:, 0]), x)
         if p.solarize_p > 0:
-            solarized = torch.where(x >= SOLARIZE_THRESHOLD, 1.0 - x, x)
-            x = torch.where(fires(sol_u, p.solarize_p), solarized, x)
+            # at the 0.5 threshold, x >= 0.5 exactly where 1 - x <= x: solarizing is an elementwise min
+            x = select(fires(sol_u, p.solarize_p), torch.minimum(x, 1.0 - x), x)
         if p.channel_permute_p > 0:
             perm = key_u.argsort(dim=1).view(bsz, 3, 1, 1).expand_as(x)  # (B, 3, S, S)
-            x = torch.where(fires(perm_u, p.channel_permute_p), x.gather(1, perm), x)
+            x = select(fires(perm_u, p.channel_permute_p), x.gather(1, perm), x)
         if p.invert_p > 0:
-            x = torch.where(fires(inv_u, p.invert_p), 1.0 - x, x)
+            x = select(fires(inv_u, p.invert_p), 1.0 - x, x)
         return (x - self.mean.to(dev)) / self.std.to(dev)
 
     def _crop_flip(self, x: Tensor, scale_u: Tensor, ratio_u: Tensor, off_u: Tensor, flip: Tensor) -> Tensor:
