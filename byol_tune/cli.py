@@ -18,12 +18,18 @@ def user_error_line(exc: BaseException) -> str | None:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
-    last = lines[-1]
-    for name in _ERROR_TYPES:  # worker re-raise: "...\nbyol_tune.errors.DataError: <message>"
-        marker = f"byol_tune.errors.{name}: "
-        if marker in last:
-            return last.split(marker, 1)[1]
-    return lines[0] if len(lines) == 1 else last
+    return reraised_user_error(lines[-1]) or (lines[0] if len(lines) == 1 else lines[-1])
+
+
+def reraised_user_error(text: str) -> str | None:
+    """The message of the last user error named in a traceback's text (a DataLoader worker's re-raise:
+    "...\nbyol_tune.errors.DataError: <message>"; a Ray Train worker's failure), else None."""
+    for line in reversed(text.splitlines()):
+        for name in _ERROR_TYPES:
+            marker = f"byol_tune.errors.{name}: "
+            if marker in line:
+                return line.split(marker, 1)[1].strip()
+    return None
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
@@ -32,8 +38,8 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None) -> 
     except ByolTuneError as exc:
         print(f"error: {user_error_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # its message, if any, says what to do next
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from formats import write_image_folder
-from tiny import run_module
+from tiny import TINY, run_module
 
 from byol_tune.config import load_config, make_config, parse_overrides
 from byol_tune.errors import ConfigError
@@ -241,3 +245,28 @@ def test_booleans_and_numbers_are_not_mixed_up() -> None:
         with pytest.raises(ConfigError, match=f"^config: {message}$"):
             make_config(values)
     assert make_config(parse_overrides(["max_epochs=3", "linear_probe=false"])).max_epochs == 3
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_a_resume_line_that_works(tmp_path: Path) -> None:
+    """Lightning turns Ctrl-C into exit(1); the CLI says interrupted, exits 130 and names the resume."""
+    body = "".join(f"{k}: {v}\n" for k, v in {**TINY, "max_epochs": 500}.items())
+    config = write(tmp_path / "long.yaml", body + f"output_dir: {tmp_path / 'runs'}\n")
+    args = [sys.executable, "-m", "byol_tune.train", "--no-progress", "--config", str(config)]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "runs" / "byol"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert proc.poll() is None, "training ended before the interrupt"
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    hint = "continue with: python -m byol_tune.train "
+    assert stderr.splitlines()[-1] == f"interrupted: {hint}--config {run_dir / 'config.yaml'} --resume {last}"
+    done = torch.load(last, weights_only=True)["epoch"] + 1
+    command = shlex.split(stderr.splitlines()[-1].split(hint)[1])
+    resumed = run_train(*command, "--set", f"max_epochs={done + 1}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"written to: {tmp_path / 'runs' / 'byol-1'}" in resumed.stdout

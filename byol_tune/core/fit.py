@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,13 @@ def make_run_dir(config: BYOLConfig) -> Path:
     return run_dir
 
 
+def _resume_hint(run_dir: Path) -> str:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return f"no epoch finished, nothing to resume in {run_dir}"
+    return f"continue with: python -m byol_tune.train --config {run_dir / 'config.yaml'} --resume {last}"
+
+
 def fit(
     config: BYOLConfig | dict[str, Any],
     resume_from: str | Path | None = None,
@@ -176,7 +184,14 @@ def fit(
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
     logger.log_hyperparams(hparams(config))
-    trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt)
+    on_interrupt = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning ends a Ctrl-C'd fit with exit(1), Ctrl-C left ignored
+            signal.signal(signal.SIGINT, on_interrupt)
+            raise KeyboardInterrupt(_resume_hint(run_dir)) from None
+        raise
 
     final = {k: v for k, v in parts.knn.history[-1].items() if k not in ("epoch", "step")}
     final[metrics.LOSS] = float(trainer.callback_metrics.get(f"{metrics.LOSS}_epoch", float("nan")))
