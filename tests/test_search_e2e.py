@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from formats import write_cifar10
+from formats import write_cifar10, write_image_folder
 from tiny import run_module
 
-from byol_tune.config import load_config
+from byol_tune.config import load_config, make_config, save_config
 from byol_tune.core.fit import fit, load_backbone_state
 from byol_tune.errors import ConfigError
 from byol_tune.search.ray_train import Resources
@@ -154,6 +154,25 @@ def test_resume_of_missing_experiment_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no such experiment folder" in proc.stderr
     proc = run_module("byol_tune.train", "--from-search", str(tmp_path / "nope"), cwd=tmp_path)
     assert proc.returncode == 2 and "no such experiment folder" in proc.stderr
+
+
+@pytest.mark.slow
+def test_from_search_unreadable_image_is_one_line_with_a_relative_data_dir(tmp_path: Path) -> None:
+    """A relative data_dir is taken from where the command runs (the Ray workers run elsewhere); an image
+    that breaks only in a worker's DataLoader comes back as the one line naming the file."""
+    root = write_image_folder(tmp_path / "imgs", per_class=4)
+    broken = root / "train" / "class0" / "0.png"
+    broken.write_bytes(b"not a png")
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    values = {"dataset": "imagefolder", "data_dir": "imgs", "image_size": 32, "batch_size": 4}
+    save_config(make_config({**values, "max_epochs": 1}), experiment / "best_config.yaml")
+    proc = run_module("byol_tune.train", "--from-search", str(experiment), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"error: image {broken}: unreadable image"), proc.stderr[
+        -3000:
+    ]
 
 
 def _finished_trials(experiment: Path, epochs: int) -> set[str]:
