@@ -179,7 +179,9 @@ class BatchViewAugment(torch.nn.Module):
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         bsz = x.shape[0]
         src = generator.device if generator is not None else dev
-        u = torch.rand((bsz, sum(_SPLITS)), generator=generator, device=src).to(dev)  # (B, 37)
+        # float32 whatever the default dtype (Lightning's bf16-true sets bfloat16 around the step)
+        u = torch.rand((bsz, sum(_SPLITS)), generator=generator, device=src, dtype=torch.float32)
+        u = u.to(dev)  # (B, 37)
         (
             scale_u,
             ratio_u,
