@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from byol_tune.errors import ByolTuneError
 
-_ERROR_TYPES = ("DataError", "ConfigError", "CheckpointError", "ByolTuneError")
+_ERROR_TYPES = ("DataError", "ConfigError", "CheckpointError", "DivergedError", "ByolTuneError")
 
 
 def user_error_line(exc: BaseException) -> str | None:

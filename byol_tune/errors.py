@@ -23,6 +23,10 @@ class CheckpointError(ByolTuneError):
     """A checkpoint or exported model file cannot be loaded."""
 
 
+class DivergedError(ByolTuneError):
+    """Training produced NaN or infinite values (a learning rate too high, float16 without scaling)."""
+
+
 def reason(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none), for one-line errors."""
     text = str(exc).strip()

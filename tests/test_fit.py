@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from tiny import TINY
 from byol_tune import metrics
 from byol_tune.config import load_config, make_config, shipped_configs
 from byol_tune.core.fit import fit, load_backbone_state
+from byol_tune.errors import DivergedError
 from byol_tune.parts.momentum import tau_at
 
 
@@ -71,6 +73,24 @@ def test_second_run_never_overwrites_first(tmp_path: Path) -> None:
     second = fit(config, progress_bar=False)
     assert second.run_dir != first.run_dir and second.run_dir.name == "byol-1"
     assert (first.run_dir / "backbone.pt").read_bytes() == before
+
+
+def test_bf16_true_trains_the_model_in_bfloat16(tmp_path: Path) -> None:
+    """Lightning's bf16-true casts the model only: the views augmented in the step (float32) and the
+    evaluation's images follow the backbone's dtype."""
+    config = {**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "precision": "bf16-true"}
+    result = fit(config, progress_bar=False)
+    state = load_backbone_state(result.run_dir / "backbone.pt")
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.bfloat16}
+    assert math.isfinite(result.metrics[metrics.LOSS]) and 0 <= result.metrics[metrics.KNN_TOP1] <= 100
+
+
+def test_diverged_training_is_one_clear_error(tmp_path: Path) -> None:
+    """NaN features (here from an absurd learning rate) stop the run with a DivergedError naming the
+    keys to change, not an SVD failure inside RankMe."""
+    config = {**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "learning_rate": 1e12}
+    with pytest.raises(DivergedError, match=r"^learning_rate / precision: training diverged by epoch 1: "):
+        fit(config, progress_bar=False)
 
 
 def _dataset_case(name: str, root: Path) -> dict[str, Any]:

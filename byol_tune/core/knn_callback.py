@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from byol_tune import metrics
 from byol_tune.core.data import eval_loader
+from byol_tune.errors import DivergedError
 from byol_tune.parts.knn import knn_accuracy
 from byol_tune.parts.probe import linear_probe
 from byol_tune.parts.rankme import rankme
@@ -78,6 +79,12 @@ class KNNCallback(L.Callback):
         bank: tuple[Tensor, Tensor] | None = None
         if self.num_classes is not None and bool((val_y >= 0).all()):
             bank = self.features(trainer, pl_module, self.bank)
+        if not all(bool(x.isfinite().all()) for x in (val_x, *(bank[:1] if bank else ()))):
+            when = f" by epoch {trainer.current_epoch + 1}" if trainer is not None else ""
+            raise DivergedError(
+                f"learning_rate / precision: training diverged{when}: the backbone's features are NaN or "
+                "infinite; lower learning_rate, or train in precision 32-true or bf16-mixed"
+            )
         return feature_metrics(val_x, val_y, bank, self.num_classes, self.k, self.temperature, linear)
 
     @torch.no_grad()
