@@ -149,6 +149,13 @@ def search_main(argv: list[str] | None) -> int:
         raise ConfigError(
             f"--objective knn_top1: dataset {config.dataset!r} has no labels; use --objective rankme"
         )
+    if args.address is None:  # a local cluster gets at most this machine's cores (cgroups only lower it)
+        machine = {
+            "CPU": float(os.cpu_count() or 1),
+            "GPU": args.gpus_per_worker * args.workers_per_trial * settings.max_concurrent,  # Ray counts them
+        }
+        resources = _resources(args, machine, settings.max_concurrent)
+        check_feasible(resources, settings.max_concurrent, machine)  # before Ray's start-up seconds
     # a new experiment's folder is made in _run once the request fits the cluster: a refusal leaves none
     experiment = Path(args.resume).resolve() if args.resume else None
     import ray
