@@ -6,9 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from byol_tune.errors import ByolTuneError
-
-_ERROR_TYPES = ("DataError", "ConfigError", "CheckpointError", "DivergedError", "ByolTuneError")
+from byol_tune.errors import ByolTuneError, reraised
 
 
 def user_error_line(exc: BaseException) -> str | None:
@@ -18,18 +16,8 @@ def user_error_line(exc: BaseException) -> str | None:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
-    return reraised_user_error(lines[-1]) or (lines[0] if len(lines) == 1 else lines[-1])
-
-
-def reraised_user_error(text: str) -> str | None:
-    """The message of the last user error named in a traceback's text (a DataLoader worker's re-raise:
-    "...\nbyol_tune.errors.DataError: <message>"; a Ray Train worker's failure), else None."""
-    for line in reversed(text.splitlines()):
-        for name in _ERROR_TYPES:
-            marker = f"byol_tune.errors.{name}: "
-            if marker in line:
-                return line.split(marker, 1)[1].strip()
-    return None
+    inner = reraised(str(exc))
+    return str(inner) if inner is not None else lines[0] if len(lines) == 1 else lines[-1]
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None) -> int:

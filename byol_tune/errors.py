@@ -6,6 +6,8 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class ByolTuneError(Exception):
     """A user-facing error whose message names the offending key or path and the problem."""
@@ -31,3 +33,18 @@ def reason(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none), for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_RAISED = re.compile(r"byol_tune\.errors\.(\w+): (.+)")
+
+
+def reraised(text: str) -> ByolTuneError | None:
+    """The user error a traceback's text ends with, rebuilt with its class, else None. Errors raised in
+    a DataLoader worker or a Ray Train worker come back as such text: "...\nbyol_tune.errors.DataError:
+    <message>". Only the last line counts: an earlier one belongs to an exception that led to another."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    found = _RAISED.fullmatch(lines[-1]) if lines else None
+    cls = globals().get(found[1]) if found else None
+    if found is None or not (isinstance(cls, type) and issubclass(cls, ByolTuneError)):
+        return None
+    return cls(found[2])

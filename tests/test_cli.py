@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from formats import write_image_folder
 from tiny import TINY, run_module
 
 from byol_tune.config import load_config, make_config, parse_overrides
-from byol_tune.errors import ConfigError
+from byol_tune.errors import ConfigError, DataError, DivergedError, reraised
 
 
 def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -253,14 +254,15 @@ def test_ctrl_c_exits_130_with_a_resume_line_that_works(tmp_path: Path) -> None:
     body = "".join(f"{k}: {v}\n" for k, v in {**TINY, "max_epochs": 500}.items())
     config = write(tmp_path / "long.yaml", body + f"output_dir: {tmp_path / 'runs'}\n")
     args = [sys.executable, "-m", "byol_tune.train", "--no-progress", "--config", str(config)]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pipes = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+    proc = subprocess.Popen(args, cwd=tmp_path, start_new_session=True, **pipes)  # type: ignore[call-overload]
     run_dir = tmp_path / "runs" / "byol"
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
     while not last.is_file() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
     assert proc.poll() is None, "training ended before the interrupt"
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C signals the terminal's whole process group
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-3000:]
     hint = "continue with: python -m byol_tune.train "
@@ -270,3 +272,21 @@ def test_ctrl_c_exits_130_with_a_resume_line_that_works(tmp_path: Path) -> None:
     resumed = run_train(*command, "--set", f"max_epochs={done + 1}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"written to: {tmp_path / 'runs' / 'byol-1'}" in resumed.stdout
+
+
+def test_reraised_rebuilds_the_user_error_a_traceback_text_ends_with() -> None:
+    worker = (
+        "Training failed due to worker errors:\n[Rank 0 Error Snippet]:\nTraceback (most recent call last):\n"
+        "byol_tune.errors.DataError: Caught DataError in DataLoader worker process 0.\n"
+        'Original Traceback (most recent call last):\n  File "x.py", line 1, in f\n'
+        "byol_tune.errors.DataError: image /d/0.png: unreadable image\n\n"
+    )
+    error = reraised(worker)
+    assert type(error) is DataError and str(error) == "image /d/0.png: unreadable image"
+    diverged = reraised("Traceback:\nbyol_tune.errors.DivergedError: learning_rate 1: diverged")
+    assert type(diverged) is DivergedError and str(diverged) == "learning_rate 1: diverged"
+    # a user error that led to another exception, a class that is not ours, no traceback at all: none
+    chained = worker + "During handling of the above exception, another exception occurred:\nKeyError: 'x'\n"
+    assert reraised(chained) is None
+    assert reraised("byol_tune.errors.reason: not an error class") is None
+    assert reraised("") is None

@@ -183,3 +183,21 @@ def test_from_search_takes_the_epochs_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^--set max_epochs: give the epochs once, with --max-epochs$"):
         train_best(tmp_path, max_epochs=2, overrides={"max_epochs": 3})
     assert [p.name for p in tmp_path.iterdir()] == ["best_config.yaml"]
+
+
+def test_infeasible_resources_are_refused_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def ray_would_start(*args: object, **kwargs: object) -> None:
+        raise ConfigError("ray would start here")
+
+    monkeypatch.setattr(cli, "init_ray", ray_would_start)
+    flags = ["--workers-per-trial", "2", "--cpus-per-worker", "100000", "--storage-path", str(tmp_path / "r")]
+    assert error_of(flags, capsys).startswith(
+        "resources: one trial needs 200000 CPU and 0 GPU (2 workers x 100000 CPU / 0 GPU + 0.1 CPU for the "
+        "trial driver) but this machine has "
+    )
+    assert not (tmp_path / "r").exists()
+    # where Ray's count cannot be known before it starts, the check waits for the cluster
+    monkeypatch.setenv("RAY_OVERRIDE_RESOURCES", '{"CPU": 400000}')
+    assert error_of(flags, capsys) == "ray would start here"

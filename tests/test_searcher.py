@@ -8,9 +8,11 @@ from ray import tune
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from byol_tune.errors import ConfigError
 from byol_tune.metrics import KNN_TOP1
+from byol_tune.search.ray_train import Resources
 from byol_tune.search.searcher import RungOptunaSearch
-from byol_tune.search.tuner import SearchSettings, make_searcher
+from byol_tune.search.tuner import SearchSettings, check_feasible, make_searcher
 
 
 def report(search: OptunaSearch, trial_id: str, values: dict[int, float], error: bool = False) -> None:
@@ -56,3 +58,19 @@ def test_tpe_gets_the_rung_searcher_only_under_asha() -> None:
     assert type(make_searcher(SearchSettings(scheduler="none"), searched=True).searcher) is OptunaSearch
     assert type(make_searcher(SearchSettings(searcher="random"), searched=True)) is BasicVariantGenerator
     assert type(make_searcher(SearchSettings(), searched=False)) is BasicVariantGenerator
+
+
+def test_check_feasible_names_what_one_trial_needs_and_what_fits() -> None:
+    cluster = {"CPU": 2.0, "GPU": 1.0}
+    with pytest.raises(ConfigError) as info:
+        check_feasible(Resources(workers=2, cpus_per_worker=1.0), 1, cluster)
+    assert str(info.value) == (
+        "resources: one trial needs 2.1 CPU and 0 GPU (2 workers x 1 CPU / 0 GPU + 0.1 CPU for the trial "
+        "driver) but the cluster has 2 CPU and 1 GPU; lower --workers-per-trial, --cpus-per-worker or "
+        "--gpus-per-worker"
+    )
+    with pytest.raises(
+        ConfigError, match=r"^--max-concurrent 3: only 2 trial\(s\) of 0.6 CPU / 0.5 GPU fit in "
+    ):
+        check_feasible(Resources(cpus_per_worker=0.5, gpus_per_worker=0.5), 3, cluster, "this machine")
+    check_feasible(Resources(cpus_per_worker=0.9), 2, cluster)  # 2 x 1.0 CPU: fits exactly

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,8 @@ def _resume_hint(run_dir: Path) -> str:
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         return f"no epoch finished, nothing to resume in {run_dir}"
-    return f"continue with: python -m byol_tune.train --config {run_dir / 'config.yaml'} --resume {last}"
+    config = shlex.quote(str(run_dir / "config.yaml"))
+    return f"continue with: python -m byol_tune.train --config {config} --resume {shlex.quote(str(last))}"
 
 
 def fit(
@@ -187,11 +189,14 @@ def fit(
     on_interrupt = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt)
-    except SystemExit:
-        if trainer.interrupted:  # Lightning ends a Ctrl-C'd fit with exit(1), Ctrl-C left ignored
+    except SystemExit as exc:
+        # Lightning ends a Ctrl-C'd fit with exit(1), Ctrl-C ignored or not depending on its teardown;
+        # another exit (a callback's sys.exit(0)) is not ours
+        if not (exc.code == 1 and trainer.interrupted):
+            raise
+        if on_interrupt is not None:  # None: a handler not set from Python, which cannot be put back
             signal.signal(signal.SIGINT, on_interrupt)
-            raise KeyboardInterrupt(_resume_hint(run_dir)) from None
-        raise
+        raise KeyboardInterrupt(_resume_hint(run_dir)) from None
 
     final = {k: v for k, v in parts.knn.history[-1].items() if k not in ("epoch", "step")}
     final[metrics.LOSS] = float(trainer.callback_metrics.get(f"{metrics.LOSS}_epoch", float("nan")))

@@ -149,13 +149,10 @@ def search_main(argv: list[str] | None) -> int:
         raise ConfigError(
             f"--objective knn_top1: dataset {config.dataset!r} has no labels; use --objective rankme"
         )
-    if args.address is None:  # a local cluster gets at most this machine's cores (cgroups only lower it)
-        machine = {
-            "CPU": float(os.cpu_count() or 1),
-            "GPU": args.gpus_per_worker * args.workers_per_trial * settings.max_concurrent,  # Ray counts them
-        }
-        resources = _resources(args, machine, settings.max_concurrent)
-        check_feasible(resources, settings.max_concurrent, machine)  # before Ray's start-up seconds
+    cpus = _local_cluster_cpus() if args.address is None else None
+    if cpus is not None:  # refused before Ray's start-up seconds; GPUs are checked once Ray counted them
+        gpus = args.gpus_per_worker * args.workers_per_trial * settings.max_concurrent
+        _checked_resources(args, {"CPU": cpus, "GPU": gpus}, settings, "this machine")
     # a new experiment's folder is made in _run once the request fits the cluster: a refusal leaves none
     experiment = Path(args.resume).resolve() if args.resume else None
     import ray
@@ -183,8 +180,7 @@ def _run(
     from ray import tune
 
     _print_dashboard(getattr(context, "dashboard_url", None))
-    resources = _resources(args, ray.cluster_resources(), settings.max_concurrent)
-    check_feasible(resources, settings.max_concurrent, ray.cluster_resources())
+    resources = _checked_resources(args, ray.cluster_resources(), settings, "the cluster")
     if experiment is None:
         experiment = fresh_dir(Path(args.storage_path).resolve(), args.name)
         atomic_write_text(experiment / SPACE_COPY, space.path.read_text())
@@ -280,6 +276,27 @@ def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: 
         driver_cpus=driver,
         in_trial=args.runner == "trial" or (args.runner == "auto" and workers == 1),
     )
+
+
+def _checked_resources(
+    args: argparse.Namespace, cluster: dict[str, float], settings: SearchSettings, holder: str
+) -> Resources:
+    resources = _resources(args, cluster, settings.max_concurrent)
+    check_feasible(resources, settings.max_concurrent, cluster, holder)
+    return resources
+
+
+def _local_cluster_cpus() -> float | None:
+    """The CPUs a local Ray cluster will count, by Ray's own function (it reads cgroup quotas), or None
+    where that cannot be known before it starts: resources set in RAY_OVERRIDE_RESOURCES, or a Ray
+    without that function."""
+    if os.environ.get("RAY_OVERRIDE_RESOURCES"):
+        return None
+    try:
+        from ray._private.utils import get_num_cpus
+    except ImportError:
+        return None
+    return float(get_num_cpus())
 
 
 def _given(flag: int | None, default: int) -> int:

@@ -14,11 +14,10 @@ from typing import Any
 
 import torch
 
-from byol_tune.cli import reraised_user_error
 from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run
 from byol_tune.core.data import absolute_data_dir, check_batch_size, load_splits
-from byol_tune.errors import ConfigError, DataError
+from byol_tune.errors import ConfigError, reraised
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 from byol_tune.search.ray_train import (
     CHECKPOINT_NAME,
@@ -75,10 +74,10 @@ def train_best(
         try:
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:  # a worker's user error (an unreadable image): its line
-            line = reraised_user_error(str(exc))
-            if line is None:
+            error = reraised(str(exc))
+            if error is None:
                 raise
-            raise DataError(line) from None
+            raise error from None
         if result.checkpoint is None:
             raise ConfigError(f"{folder}: training reported no checkpoint ({result.error})")
         with result.checkpoint.as_directory() as ckpt_dir:

@@ -58,8 +58,11 @@ class SearchSettings:
         return min(self.grace_period, self.max_epochs)
 
 
-def check_feasible(resources: Resources, max_concurrent: int, cluster: dict[str, float]) -> None:
-    """Refuse up front what would never schedule (Train V2 would retry the worker start forever)."""
+def check_feasible(
+    resources: Resources, max_concurrent: int, cluster: dict[str, float], holder: str = "the cluster"
+) -> None:
+    """Refuse up front what would never schedule (Train V2 would retry the worker start forever);
+    ``holder`` names where ``cluster``'s counts come from in the message."""
     have_cpu, have_gpu = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
     need_cpu, need_gpu = resources.cpus_per_trial(), resources.gpus_per_trial()
     if need_cpu > have_cpu + 1e-9 or need_gpu > have_gpu + 1e-9:
@@ -67,7 +70,7 @@ def check_feasible(resources: Resources, max_concurrent: int, cluster: dict[str,
             f"resources: one trial needs {need_cpu:g} CPU and {need_gpu:g} GPU "
             f"({resources.workers} workers x {resources.cpus_per_worker:g} CPU / "
             f"{resources.gpus_per_worker:g} GPU + {resources.driver_cpus:g} CPU for the trial driver) "
-            f"but the cluster has {have_cpu:g} CPU and {have_gpu:g} GPU; lower --workers-per-trial, "
+            f"but {holder} has {have_cpu:g} CPU and {have_gpu:g} GPU; lower --workers-per-trial, "
             "--cpus-per-worker or --gpus-per-worker"
         )
     fits = min(
@@ -77,7 +80,7 @@ def check_feasible(resources: Resources, max_concurrent: int, cluster: dict[str,
     if max_concurrent > fits:
         raise ConfigError(
             f"--max-concurrent {max_concurrent}: only {fits} trial(s) of {need_cpu:g} CPU / "
-            f"{need_gpu:g} GPU fit in the cluster's {have_cpu:g} CPU / {have_gpu:g} GPU"
+            f"{need_gpu:g} GPU fit in {holder}'s {have_cpu:g} CPU / {have_gpu:g} GPU"
         )
 
 
