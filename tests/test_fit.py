@@ -75,13 +75,14 @@ def test_second_run_never_overwrites_first(tmp_path: Path) -> None:
     assert (first.run_dir / "backbone.pt").read_bytes() == before
 
 
-def test_bf16_true_trains_the_model_in_bfloat16(tmp_path: Path) -> None:
-    """Lightning's bf16-true casts the model only: the views augmented in the step (float32) and the
-    evaluation's images follow the backbone's dtype."""
-    config = {**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "precision": "bf16-true"}
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16-true", torch.bfloat16), ("64-true", torch.float64)])
+def test_true_precisions_train_the_model_in_their_dtype(tmp_path: Path, precision: str, dtype: Any) -> None:
+    """Lightning's *-true precisions cast the model only: the views augmented in the step (float32) and
+    the evaluation's images follow the backbone's dtype."""
+    config = {**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "precision": precision}
     result = fit(config, progress_bar=False)
     state = load_backbone_state(result.run_dir / "backbone.pt")
-    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.bfloat16}
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {dtype}
     assert math.isfinite(result.metrics[metrics.LOSS]) and 0 <= result.metrics[metrics.KNN_TOP1] <= 100
 
 
@@ -89,8 +90,12 @@ def test_diverged_training_is_one_clear_error(tmp_path: Path) -> None:
     """NaN features (here from an absurd learning rate) stop the run with a DivergedError naming the
     keys to change, not an SVD failure inside RankMe."""
     config = {**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "learning_rate": 1e12}
-    with pytest.raises(DivergedError, match=r"^learning_rate / precision: training diverged by epoch 1: "):
+    with pytest.raises(DivergedError) as info:
         fit(config, progress_bar=False)
+    assert str(info.value) == (
+        "learning_rate 1e+12 / precision 32-true: training diverged by epoch 1: the backbone's features are "
+        "NaN or infinite; lower learning_rate"
+    )
 
 
 def _dataset_case(name: str, root: Path) -> dict[str, Any]:

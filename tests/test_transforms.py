@@ -23,6 +23,7 @@ from byol_tune.parts.transforms import (
     pil_view_transform,
     rgb_to_hsv,
     select,
+    solarize,
 )
 
 MEAN = (0.49, 0.48, 0.45)
@@ -80,17 +81,20 @@ def test_solarize_exact_values() -> None:
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
 
 
-def test_solarize_is_torchvision_solarize_bit_for_bit() -> None:
-    """The batched path's min(x, 1 - x) is solarize at 0.5 exactly, next to the threshold included."""
-    below, above = torch.nextafter(torch.tensor(0.5), torch.tensor(0.0)), torch.tensor(0.5)
-    x = torch.cat([torch.rand(3 * 8 * 8 - 3), below.view(1), above.view(1), torch.tensor([1.0])])
-    x = x.view(1, 3, 8, 8)
-    out = _view(replace(OFF, image_size=8, solarize_p=1.0), ZERO, ONE)(x)
-    assert torch.equal(out, tvF.solarize(x, 0.5))
+def test_solarize_equals_torchvision_solarize() -> None:
+    """min(x, 1 - x) is solarize at 0.5 exactly: every float32 within 2,000 ulps of 0.5, a stride over
+    [0, 2], and negatives; the batched view uses it."""
+    half = torch.tensor(0.5).view(torch.int32)
+    bits = torch.cat([torch.arange(int(half) - 2000, int(half) + 2000), torch.arange(0, 0x40000000, 4099)])
+    x = torch.cat([bits.to(torch.int32).view(torch.float32), -torch.rand(100)])
+    assert torch.equal(solarize(x), tvF.solarize(x, 0.5))
+    image = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = _view(replace(OFF, image_size=8, solarize_p=1.0), ZERO, ONE)(image)
+    torch.testing.assert_close(out, tvF.solarize(image, 0.5), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("mask_shape", [(6, 3, 5, 5), (6, 1, 1, 1), (6, 5, 5)])
-def test_select_is_torch_where_bit_for_bit(mask_shape: tuple[int, ...]) -> None:
+def test_select_equals_torch_where_for_finite_differences(mask_shape: tuple[int, ...]) -> None:
     g = torch.Generator().manual_seed(len(mask_shape))
     shape = (6, 3, 5, 5) if len(mask_shape) == 4 else (6, 5, 5)
     a, b = torch.randn(shape, generator=g) * 1e3, torch.randn(shape, generator=g) * 1e-3

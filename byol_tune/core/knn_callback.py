@@ -79,12 +79,8 @@ class KNNCallback(L.Callback):
         bank: tuple[Tensor, Tensor] | None = None
         if self.num_classes is not None and bool((val_y >= 0).all()):
             bank = self.features(trainer, pl_module, self.bank)
-        if not all(bool(x.isfinite().all()) for x in (val_x, *(bank[:1] if bank else ()))):
-            when = f" by epoch {trainer.current_epoch + 1}" if trainer is not None else ""
-            raise DivergedError(
-                f"learning_rate / precision: training diverged{when}: the backbone's features are NaN or "
-                "infinite; lower learning_rate, or train in precision 32-true or bf16-mixed"
-            )
+        if not all(bool(x.isfinite().all()) for x in [val_x] + ([bank[0]] if bank else [])):
+            raise _diverged(trainer, pl_module)
         return feature_metrics(val_x, val_y, bank, self.num_classes, self.k, self.temperature, linear)
 
     @torch.no_grad()
@@ -98,6 +94,21 @@ class KNNCallback(L.Callback):
         if trainer is None or world == 1:
             return local_x.cpu(), local_y.cpu()
         return _gather_strided(trainer, local_x, local_y, n)
+
+
+def _diverged(trainer: L.Trainer | None, pl_module: L.LightningModule) -> DivergedError:
+    """NaN or infinite features: the error names the learning rate and precision that led there."""
+    lr = pl_module.hparams.get("learning_rate")
+    precision = str(trainer.precision) if trainer is not None else None
+    keys = f"learning_rate {lr:g}" if isinstance(lr, float | int) else "learning_rate"
+    keys += f" / precision {precision}" if precision else ""
+    when = f" by epoch {trainer.current_epoch + 1}" if trainer is not None else ""
+    advice = "lower learning_rate"
+    if precision not in (None, "32-true", "bf16-mixed", "64-true"):
+        advice += ", or train in precision 32-true or bf16-mixed"
+    return DivergedError(
+        f"{keys}: training diverged{when}: the backbone's features are NaN or infinite; {advice}"
+    )
 
 
 def feature_metrics(

@@ -153,22 +153,20 @@ class BYOL(L.LightningModule):
         return self.projection_head_momentum(self._backbone_out(self.backbone_momentum, x)).detach()
 
     def _backbone_out(self, backbone: nn.Module, x: Tensor) -> Tensor:
-        x = self._backbone_input(x)
+        x = self._backbone_input(backbone, x)
         return backbone_features(backbone, x) if self.pool_features else _unwrap(backbone(x))
 
-    def _backbone_input(self, x: Tensor) -> Tensor:
-        """Floats in the backbone's dtype (``precision: bf16-true`` casts the model, not the views made
-        here), image batches in NHWC memory format when ``channels_last`` is on; no-ops if already so."""
-        weight = next(self.backbone.parameters(), None)
-        if weight is not None and x.is_floating_point() and x.dtype != weight.dtype:
-            x = x.to(weight.dtype)
-        if self.channels_last and x.ndim == 4:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
+    def _backbone_input(self, backbone: nn.Module, x: Tensor) -> Tensor:
+        """Floats in ``backbone``'s dtype (``precision: bf16-true`` casts the model, not the views made
+        here), image batches in NHWC memory format when ``channels_last`` is on; no copy if already so."""
+        weight = next(backbone.parameters(), None)
+        dtype = weight.dtype if weight is not None and x.is_floating_point() else x.dtype
+        layout = torch.channels_last if self.channels_last and x.ndim == 4 else torch.preserve_format
+        return x.to(dtype=dtype, memory_format=layout)
 
     def embed(self, x: Tensor) -> Tensor:
         """Clean backbone features ``(B, D)`` for evaluation; uint8 images are normalised first."""
-        return backbone_features(self.backbone, self._backbone_input(self.prepare(x)))
+        return backbone_features(self.backbone, self._backbone_input(self.backbone, self.prepare(x)))
 
     def prepare(self, x: Tensor) -> Tensor:
         if x.dtype == torch.uint8:

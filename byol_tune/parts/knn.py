@@ -21,8 +21,9 @@ def top_k(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
     Two small selections replace one large one: split the ``N`` columns into ``N // b`` blocks of ``b``,
     keep the ``k`` blocks with the largest maxima, then select among their ``k * b`` items (plus the ``< b``
     columns left over). No item outside those blocks can beat the items kept: each of the ``k`` kept blocks
-    holds one at least as large. ``b ~ sqrt(N / k)`` minimises ``N / b + k * b``; on a CPU, at N=5,000,
-    k=200 this is 40% faster than ``Tensor.topk``, at N=50,000 twice as fast. Other devices: ``topk``.
+    holds one at least as large. ``b ~ sqrt(N / k)`` minimises ``N / b + k * b``. On a CPU (k=200, 1,000
+    rows) the selection took 10 ms against ``Tensor.topk``'s 15.5 at N=5,000, and 40 against 75 at
+    N=50,000 (where the similarity matmul dominates a kNN call). Other devices: ``topk``.
     """
     rows, n = sim.shape
     block = round(math.sqrt(n / k)) if k > 0 else 1
@@ -40,7 +41,7 @@ def top_k(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
     slab, kept_at = picked // k, picked % k
     columns = torch.where(
         in_blocks,
-        kept.gather(1, kept_at.clamp(max=k - 1)) + slab * n_blocks,
+        kept.gather(1, kept_at) + slab * n_blocks,
         picked - block * k + n_blocks * block,
     )
     return values, columns
