@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
-from byol_tune.errors import ByolTuneError, reraised
+from byol_tune.errors import ByolTuneError, ConfigError, reraised
 
 
 def user_error_line(exc: BaseException) -> str | None:
@@ -18,6 +19,13 @@ def user_error_line(exc: BaseException) -> str | None:
         return type(exc).__name__
     inner = reraised(str(exc))
     return str(inner) if inner is not None else lines[0] if len(lines) == 1 else lines[-1]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one ``error:`` line, exit code 2, not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} ({self.prog} --help lists the flags)")
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None) -> int:

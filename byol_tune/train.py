@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from byol_tune import metrics
-from byol_tune.cli import add_set_flag, run_cli
+from byol_tune.cli import OneLineParser, add_set_flag, run_cli
 from byol_tune.config import field_names, load_config
 from byol_tune.core.fit import FitResult, fit
 from byol_tune.errors import ConfigError
@@ -18,7 +18,7 @@ __all__ = ["FitResult", "fit", "main"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m byol_tune.train",
         description="Train BYOL with one config (default: the embedded shapes dataset).",
         epilog="Config keys: " + ", ".join(field_names()),

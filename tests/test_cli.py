@@ -290,3 +290,12 @@ def test_reraised_rebuilds_the_user_error_a_traceback_text_ends_with() -> None:
     assert reraised(chained) is None
     assert reraised("byol_tune.errors.reason: not an error class") is None
     assert reraised("") is None
+
+
+def test_a_bad_command_line_is_one_line_too(tmp_path: Path) -> None:
+    proc = run_train("--bogus", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == "error: unrecognized arguments: --bogus (python -m byol_tune.train --help lists the flags)\n"
+    )

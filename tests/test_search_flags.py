@@ -201,3 +201,10 @@ def test_infeasible_resources_are_refused_before_ray_starts(
     # where Ray's count cannot be known before it starts, the check waits for the cluster
     monkeypatch.setenv("RAY_OVERRIDE_RESOURCES", '{"CPU": 400000}')
     assert error_of(flags, capsys) == "ray would start here"
+
+
+def test_a_bad_flag_value_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert error_of(["--searcher", "nope"], capsys) == (
+        "argument --searcher: invalid choice: 'nope' (choose from 'tpe', 'random') "
+        "(python -m byol_tune.search --help lists the flags)"
+    )

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from byol_tune import metrics
-from byol_tune.cli import add_set_flag
+from byol_tune.cli import OneLineParser, add_set_flag
 from byol_tune.config import parse_overrides, save_config
 from byol_tune.core.data import absolute_data_dir, check_batch_size, load_splits
 from byol_tune.errors import ConfigError, reason
@@ -40,7 +40,7 @@ SPACE_COPY = "space.yaml"  # the space as it was searched: --resume reads this, 
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m byol_tune.search",
         description="Search BYOL hyperparameters with Ray Tune (Optuna TPE + ASHA). A one-worker trial "
         "trains in its own process; a multi-worker trial is a Ray Train TorchTrainer (DDP). With no "
