@@ -163,6 +163,28 @@ def test_from_search_unreadable_image_is_one_line_with_a_relative_data_dir(tmp_p
     ]
 
 
+@pytest.mark.slow
+def test_search_where_every_trial_diverges_says_why_and_keeps_the_record(tmp_path: Path) -> None:
+    space = tmp_path / "tiny.yaml"
+    space.write_text(
+        SPACE.replace("num_samples: 4, max_epochs: 4", "num_samples: 2, max_epochs: 1").replace(
+            "{loguniform: [1.0e-4, 1.0e-2]}", "{loguniform: [1.0e+11, 1.0e+12]}"
+        )
+    )
+    proc = run_module("byol_tune.search", *_search_args(space, tmp_path), cwd=tmp_path, timeout=600)
+    experiment = tmp_path / "runs" / "tiny"
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(f"error: {experiment}: no trial reported knn_top1; 2 of 2 trial(s) failed, the ")
+    assert "training diverged by epoch 1" in last and last.endswith("; see trials.csv there")
+    with (experiment / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["status"] for row in rows] == ["error", "error"]
+    for row in rows:  # the message, not the class's traceback line
+        assert row["error"].startswith("learning_rate ") and "training diverged by epoch 1" in row["error"]
+    assert not (experiment / "best_config.yaml").exists()
+
+
 def _finished_trials(experiment: Path, epochs: int) -> set[str]:
     done = set()
     for progress in experiment.glob("train_driver_fn_*/progress.csv"):

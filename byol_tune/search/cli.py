@@ -22,7 +22,7 @@ from byol_tune.errors import ConfigError, reason
 from byol_tune.io import atomic_write_text, fresh_dir
 from byol_tune.search import results
 from byol_tune.search.ray_train import Resources, init_ray
-from byol_tune.search.report import rank, write_reports
+from byol_tune.search.report import rank, trials_csv, write_reports
 from byol_tune.search.space import SEARCH_SETS, SearchSpace, load_space, space_names
 from byol_tune.search.tuner import (
     TPE_STARTUP_TRIALS,
@@ -213,8 +213,18 @@ def _run(
         )
         return 130
     ranked = [r for r in rank(records, settings.objective) if math.isfinite(r.best(settings.objective))]
-    if not ranked:
-        raise ConfigError(f"{experiment}: no trial reported {settings.objective}; see the trial logs there")
+    if not ranked:  # what each trial did goes on record; the first error says why, as one line
+        trials = experiment / "trials.csv"
+        atomic_write_text(trials, trials_csv(records, settings.objective, settings.max_epochs))
+        errors = [r.error for r in records if r.error]
+        why = (
+            f"; {len(errors)} of {len(records)} trial(s) failed, the first with: {errors[0]}"
+            if errors
+            else ""
+        )
+        raise ConfigError(
+            f"{experiment}: no trial reported {settings.objective}{why}; see {trials.name} there"
+        )
     best_config = space.make_config(ranked[0].params, overrides)
     best_path = experiment / "best_config.yaml"
     save_config(best_config, best_path)
