@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from byol_tune.cli import run_cli
@@ -198,6 +200,13 @@ def test_infeasible_resources_are_refused_before_ray_starts(
         "trial driver) but this machine has "
     )
     assert not (tmp_path / "r").exists()
+    if not torch.cuda.is_available():
+        gpu = ["--gpus-per-worker", "1", "--storage-path", str(tmp_path / "r")]
+        assert re.fullmatch(
+            r"resources: one trial needs [\d.]+ CPU and 1 GPU .* but this machine has [\d.]+ CPU "
+            r"and 0 GPU; lower .*",
+            error_of(gpu, capsys),
+        )
     # where Ray's count cannot be known before it starts, the check waits for the cluster
     monkeypatch.setenv("RAY_OVERRIDE_RESOURCES", '{"CPU": 400000}')
     assert error_of(flags, capsys) == "ray would start here"

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from byol_tune import metrics
@@ -150,8 +151,8 @@ def search_main(argv: list[str] | None) -> int:
             f"--objective knn_top1: dataset {config.dataset!r} has no labels; use --objective rankme"
         )
     cpus = _local_cluster_cpus() if args.address is None else None
-    if cpus is not None:  # refused before Ray's start-up seconds; GPUs are checked once Ray counted them
-        gpus = args.gpus_per_worker * args.workers_per_trial * settings.max_concurrent
+    if cpus is not None:  # refused before Ray's start-up seconds; torch sees the GPUs the workers would use
+        gpus = float(torch.cuda.device_count())
         _checked_resources(args, {"CPU": cpus, "GPU": gpus}, settings, "this machine")
     # a new experiment's folder is made in _run once the request fits the cluster: a refusal leaves none
     experiment = Path(args.resume).resolve() if args.resume else None
