@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from formats import write_image_folder
 from tiny import TINY, run_module
 
 from byol_tune.config import load_config, make_config, parse_overrides
-from byol_tune.errors import ConfigError, DataError, DivergedError, reraised
+from byol_tune.core.fit import check_checkpoint
+from byol_tune.errors import CheckpointError, ConfigError, DataError, DivergedError, reraised
 
 
 def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -140,6 +142,23 @@ def test_bad_checkpoint(tmp_path: Path) -> None:
     assert_one_line_error(run_train("--resume", str(ckpt), cwd=tmp_path), str(ckpt), "not a loadable")
     missing = tmp_path / "missing.ckpt"
     assert_one_line_error(run_train("--resume", str(missing), cwd=tmp_path), "no such checkpoint")
+
+
+def test_unloadable_checkpoints_say_why_in_our_words(tmp_path: Path) -> None:
+    """Not torch's advice to load with weights_only=False: that would run whatever the file holds."""
+    unsafe = tmp_path / "unsafe.ckpt"
+    torch.save({"state_dict": {}, "extra": Fraction(1, 3)}, unsafe)
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    cases = {
+        write(tmp_path / "junk.ckpt", "garbage"): "not a file written by torch.save, or cut short",
+        empty: "not a file written by torch.save, or cut short",
+        unsafe: "it holds a fractions.Fraction, which could run code when loaded; refused",
+    }
+    for path, why in cases.items():
+        with pytest.raises(CheckpointError) as info:
+            check_checkpoint(path)
+        assert str(info.value) == f"{path}: not a loadable checkpoint ({why})"
 
 
 def test_error_keeps_existing_run_intact(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import shlex
 import signal
 from dataclasses import dataclass, field
@@ -48,7 +50,14 @@ def _safe_load(path: str | Path, what: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: not a loadable {what} ({reason(exc)})") from None
+        global_name = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if global_name:  # torch's advice, to load it unsafely, is not ours to give
+            why = f"it holds a {global_name[1]}, which could run code when loaded; refused"
+        elif isinstance(exc, KeyError | EOFError | pickle.UnpicklingError):  # bytes torch.save never wrote
+            why = "not a file written by torch.save, or cut short"
+        else:
+            why = reason(exc)
+        raise CheckpointError(f"{path}: not a loadable {what} ({why})") from None
 
 
 def check_checkpoint(path: str | Path) -> dict[str, Any]:
