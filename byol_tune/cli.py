@@ -7,18 +7,12 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from byol_tune.errors import ByolTuneError, ConfigError, reraised
+from byol_tune.errors import ByolTuneError, ConfigError, one_line
 
 
 def user_error_line(exc: BaseException) -> str | None:
     """The one-line message of a user error, also when a DataLoader worker re-raised it."""
-    if not isinstance(exc, ByolTuneError):
-        return None
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    inner = reraised(str(exc))
-    return str(inner) if inner is not None else lines[0] if len(lines) == 1 else lines[-1]
+    return one_line(exc) if isinstance(exc, ByolTuneError) else None
 
 
 class OneLineParser(argparse.ArgumentParser):

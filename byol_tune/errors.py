@@ -48,3 +48,14 @@ def reraised(text: str) -> ByolTuneError | None:
     if found is None or not (isinstance(cls, type) and issubclass(cls, ByolTuneError)):
         return None
     return cls(found[2])
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: a re-raised user error's own message (see :func:`reraised`), else the last
+    non-empty line of the message (a traceback's text ends with the exception), else the type's name."""
+    text = str(exc)
+    inner = reraised(text)
+    if inner is not None:
+        return str(inner)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

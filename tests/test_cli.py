@@ -18,7 +18,7 @@ from tiny import TINY, run_module
 
 from byol_tune.config import load_config, make_config, parse_overrides
 from byol_tune.core.fit import check_checkpoint
-from byol_tune.errors import CheckpointError, ConfigError, DataError, DivergedError, reraised
+from byol_tune.errors import CheckpointError, ConfigError, DataError, DivergedError, one_line, reraised
 
 
 def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -318,3 +318,14 @@ def test_a_bad_command_line_is_one_line_too(tmp_path: Path) -> None:
         proc.stderr
         == "error: unrecognized arguments: --bogus (python -m byol_tune.train --help lists the flags)\n"
     )
+
+
+def test_one_line_of_an_error() -> None:
+    """The CLI's error line and a search trial's error column come from this one function."""
+    assert (
+        one_line(DataError("Caught DataError in worker 0.\nbyol_tune.errors.DataError: bad image"))
+        == "bad image"
+    )
+    assert one_line(RuntimeError("Traceback:\n  File x\nValueError: boom\n\n")) == "ValueError: boom"
+    assert one_line(ConfigError("key: bad")) == "key: bad"
+    assert one_line(KeyError()) == "KeyError"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from byol_tune.config import BYOLConfig, load_config
-from byol_tune.errors import ConfigError, reraised
+from byol_tune.errors import ConfigError, one_line
 from byol_tune.search.report import TrialRecord, outcome, rank
 
 HISTORY_KEYS = ("epoch", "step", "knn_top1", "knn_top5", "rankme", "eval_seconds")
@@ -30,17 +30,10 @@ def records_from_grid(grid: Any, objective: str) -> list[TrialRecord]:
         params = dict(result.config or {})
         trial_id = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
         status = "ERROR" if result.error else "TERMINATED"
-        error = _error_line(result.error) if result.error else None
+        error = one_line(result.error) if result.error else None
         record = TrialRecord(trial_id=trial_id, params=params, history=history, status=status, error=error)
         started.append((start, record))
     return [record for _, record in sorted(started, key=lambda p: (p[0], p[1].trial_id))]
-
-
-def _error_line(error: BaseException) -> str:
-    """A trial's error as one line: a user error's own message (it came back as a traceback's text),
-    else the traceback's last line."""
-    user = reraised(str(error))
-    return str(user) if user is not None else str(error).strip().splitlines()[-1]
 
 
 def _number(value: Any) -> bool:
