@@ -95,11 +95,16 @@ class BYOLConfig(BaseModel):
     knn_temperature: float = Field(0.1, gt=0)
     linear_probe: bool = True
 
-    # speed: both change numerics a little, so both are off (benchmarks/README.md, RESULTS.md)
+    # speed: each changes numerics a little, so each is off (benchmarks/README.md, RESULTS.md)
     views_as_one_batch: bool = Field(
         False, description="forward both views as one batch; BatchNorm then normalises over both views"
     )
     channels_last: bool = Field(False, description="NHWC memory format for image backbones and inputs")
+    compile_augment: bool = Field(
+        False,
+        description="torch.compile the in-memory image augmentation's colour ops into fused loops; "
+        "views equal up to float rounding; the first batches compile (seconds)",
+    )
 
     # runtime
     seed: int = 0

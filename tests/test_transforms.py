@@ -11,19 +11,15 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as tvF
 
+from byol_tune.parts.pixel_ops import adjust_hue, hsv_to_rgb, mod6, rgb_to_hsv, select, solarize
 from byol_tune.parts.transforms import (
     BatchViewAugment,
     PilTwoViews,
     TwoViewAugment,
     ViewParams,
-    adjust_hue,
     byol_view_params,
     clean_transform,
-    hsv_to_rgb,
     pil_view_transform,
-    rgb_to_hsv,
-    select,
-    solarize,
 )
 
 MEAN = (0.49, 0.48, 0.45)
@@ -151,6 +147,23 @@ def test_hsv_round_trip_and_zero_hue_shift() -> None:
         torch.testing.assert_close(adjust_hue(x, torch.full((4,), shift)), tvF.adjust_hue(x, shift))
     mixed = adjust_hue(x, torch.tensor([0.0, 0.2, -0.2, 0.4]))
     torch.testing.assert_close(mixed[2], tvF.adjust_hue(x[2], -0.2))
+
+
+def test_mod6_equals_remainder_over_its_range() -> None:
+    """Every float near each boundary (-6, -3, 0, 6, 12, 13 and their negatives within range), a fine
+    grid of [-6, 18) and remainder's -0.0 cases: equal values (a zero's sign may differ)."""
+    near = [
+        (torch.tensor(b).view(torch.int32) + torch.arange(-20_000, 20_000, dtype=torch.int32)).view(
+            torch.float32
+        )
+        for b in (-6.0, -3.0, -0.0, 0.0, 3.0, 6.0, 12.0, 13.0)
+    ]
+    k = torch.cat([torch.linspace(-6.0, 18.0, 1_000_001), *near])
+    k = k[(k >= -6.0) & (k < 18.0)]
+    assert torch.equal(mod6(k), torch.remainder(k, 6.0))
+    # -1e-7 + 6 rounds to 6.0 in float32, as in remainder
+    got = mod6(torch.tensor([5.999999, 6.0, 11.5, 12.0, -0.5, -1e-7]))
+    assert torch.equal(got, torch.tensor([5.999999, 0.0, 5.5, 0.0, 5.5, 6.0]))
 
 
 def test_jitter_hue_keeps_value_and_brightness_is_one_factor_per_sample() -> None:

@@ -194,7 +194,8 @@ def build_augment(config: BYOLConfig, info: DataInfo) -> torch.nn.Module:
         return VectorTwoViews(config.vector_noise_std, config.vector_mask_p)
     size = config.image_size or info.input_shape[-1]
     view1, view2 = _view_params(config, size)
-    return TwoViewAugment(view1, view2, info.mean or SHAPES_MEAN, info.std or SHAPES_STD)
+    mean, std = info.mean or SHAPES_MEAN, info.std or SHAPES_STD
+    return TwoViewAugment(view1, view2, mean, std, compiled=config.compile_augment)
 
 
 class AugmentCollate:
