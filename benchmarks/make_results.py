@@ -28,7 +28,11 @@ HERE = Path(__file__).resolve().parent
 # name -> (section title, script, its arguments besides --json/--quick)
 BENCHMARKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "step": ("1. Training step, model only: ours vs lightly's example loop", "bench_step.py", ()),
-    "e2e": ("2. End to end: uint8 images -> augmentation -> step", "bench_e2e.py", ()),
+    "e2e": (
+        "2. End to end: uint8 images -> augmentation -> step",
+        "bench_e2e.py",
+        ("--rounds", "5", "--steps", "4"),
+    ),
     "e2e_small_cnn": (
         "2b. End to end with the embedded default's backbone (small_cnn, lightly's heads, batch 64)",
         "bench_e2e.py",
