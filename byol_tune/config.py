@@ -264,6 +264,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected key=value")
         key, raw = key.strip(), raw.strip()
+        if not raw and key in BYOLConfig.model_fields and type(None) not in field_types(key):
+            raise ConfigError(f"--set {key}=: empty value, and {key} cannot be null; give it a value")
         if raw and raw not in ("null", "~") and _wants_text(key):  # name=2024, precision=16: as typed
             values[key] = raw
             continue

@@ -185,8 +185,11 @@ def test_overrides_are_yaml_typed() -> None:
         "data_dir2": 1000.0,  # unknown key: YAML-typed, refused later by the config
     }
     assert load_config(None, ["precision=16", "name=2024"]).precision == "16"
-    cleared = parse_overrides(["data_dir=null", "precision= bf16-mixed "])
-    assert cleared == {"data_dir": None, "precision": "bf16-mixed"}
+    cleared = parse_overrides(["data_dir=null", "precision= bf16-mixed ", "blur="])
+    assert cleared == {"data_dir": None, "precision": "bf16-mixed", "blur": None}
+    for key in ("name", "learning_rate"):  # an empty value where null is refused: said as such
+        with pytest.raises(ConfigError, match=rf"^--set {key}=: empty value, and {key} cannot be null; give"):
+            parse_overrides([f"{key}="])
     assert make_config({"strategy": "DDP"}).strategy == "ddp"  # Lightning reads it in lower case
     assert make_config({"precision": 16, "name": 2024}).name == "2024"  # from a YAML file
 
