@@ -25,7 +25,7 @@ from byol_tune.core.build import build_module
 from byol_tune.core.data import DataInfo, build_augment
 from byol_tune.core.fit import fit
 from byol_tune.core.module import BYOL
-from byol_tune.parts import momentum, transforms
+from byol_tune.parts import momentum
 from byol_tune.parts.momentum import tau_at
 from byol_tune.parts.transforms import TwoViewAugment, byol_view_params
 
@@ -221,6 +221,8 @@ def test_fast_path_config_fields_reach_the_module_and_its_hparams() -> None:
 @pytest.mark.parametrize("blur", [False, True])
 def test_compiled_augment_gives_the_eager_views_up_to_float_rounding(blur: bool) -> None:
     """Same draws, same views: every op on (both views, so solarize too), crops that shrink 20 -> 16."""
+    torch._dynamo.reset()  # no variants left from other tests, so none can fall back to eager
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     views = byol_view_params(16, blur=blur, channel_permute_p=0.5, invert_p=0.5)
     eager, compiled = (
         TwoViewAugment(*views, (0.5, 0.4, 0.3), (0.25, 0.2, 0.3), compiled=c) for c in (False, True)
@@ -233,10 +235,11 @@ def test_compiled_augment_gives_the_eager_views_up_to_float_rounding(blur: bool)
         got = compiled(images, torch.Generator().manual_seed(seed))
         for e, g in zip(expected, got, strict=True):
             torch.testing.assert_close(g, e, atol=2e-5, rtol=0)
-    # the crop box, the four jitter ops and the rest each went through torch.compile
-    assert transforms._compiled.cache_info().currsize == 6
+    # compiled, each whole: the crop box and the four jitter ops (shared by the views), the rest per view
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 7
 
 
+@pytest.mark.slow
 def test_compile_augment_config_field_trains_like_the_eager_augment(tmp_path: Path) -> None:
     config = {**TINY, "max_epochs": 1, "eval_every": 1, "output_dir": str(tmp_path)}
     augment = build_augment(
@@ -246,5 +249,4 @@ def test_compile_augment_config_field_trains_like_the_eager_augment(tmp_path: Pa
     assert not make_config({}).compile_augment
     eager = fit(config, progress_bar=False).metrics[metrics.LOSS]
     compiled = fit({**config, "compile_augment": True}, progress_bar=False).metrics[metrics.LOSS]
-    assert compiled != eager  # float rounding differs, so the run is not bit for bit the same...
-    assert compiled == pytest.approx(eager, rel=1e-3)  # ...but the same run to a tolerance
+    assert compiled == pytest.approx(eager, rel=1e-3)

@@ -150,8 +150,8 @@ def test_hsv_round_trip_and_zero_hue_shift() -> None:
 
 
 def test_mod6_equals_remainder_over_its_range() -> None:
-    """Every float near each boundary (-6, -3, 0, 6, 12, 13 and their negatives within range), a fine
-    grid of [-6, 18) and remainder's -0.0 cases: equal values (a zero's sign may differ)."""
+    """A fine grid of [-6, 18) and the 20,000 floats either side of -6, -3, -0, 0, 3, 6, 12 and 13:
+    equal values (``torch.equal`` does not see a zero's sign, the one thing that may differ)."""
     near = [
         (torch.tensor(b).view(torch.int32) + torch.arange(-20_000, 20_000, dtype=torch.int32)).view(
             torch.float32

@@ -16,7 +16,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -100,19 +100,19 @@ def _check_stats(mean: Triple, std: Triple) -> None:
 class _Draws(NamedTuple):
     """Named columns of one view's per-sample uniform draw, (B, 37) split by ``_SPLITS``."""
 
-    crop_scale: Tensor  # (B, 10)
-    crop_ratio: Tensor  # (B, 10)
-    crop_offset: Tensor  # (B, 2)
-    flip: Tensor  # (B, 1), and (B, 1) for every column below but factors and permute_keys
-    jitter: Tensor
-    factors: Tensor  # (B, 4): brightness, contrast, saturation, hue
-    gray: Tensor
-    blur: Tensor
-    sigma: Tensor
-    solarize: Tensor
-    permute: Tensor
-    permute_keys: Tensor  # (B, 3)
-    invert: Tensor
+    scale_u: Tensor  # (B, 10)
+    ratio_u: Tensor  # (B, 10)
+    offset_u: Tensor  # (B, 2)
+    flip_u: Tensor  # (B, 1), and (B, 1) for every column below but factors_u and keys_u
+    jitter_u: Tensor
+    factors_u: Tensor  # (B, 4): brightness, contrast, saturation, hue
+    gray_u: Tensor
+    blur_u: Tensor
+    sigma_u: Tensor
+    solarize_u: Tensor
+    permute_u: Tensor
+    keys_u: Tensor  # (B, 3)
+    invert_u: Tensor
 
 
 def _draws(u: Tensor) -> _Draws:
@@ -131,21 +131,21 @@ def _factor(strength: float, col: Tensor) -> Tensor:
 
 
 def _brightness(x: Tensor, d: _Draws, p: ViewParams) -> Tensor:
-    return (x * _factor(p.brightness, d.factors[:, 0])).clamp(0.0, 1.0)
+    return (x * _factor(p.brightness, d.factors_u[:, 0])).clamp(0.0, 1.0)
 
 
 def _contrast(x: Tensor, d: _Draws, p: ViewParams) -> Tensor:
-    f, mean = _factor(p.contrast, d.factors[:, 1]), gray(x).mean(dim=(1, 2, 3), keepdim=True)
+    f, mean = _factor(p.contrast, d.factors_u[:, 1]), gray(x).mean(dim=(1, 2, 3), keepdim=True)
     return (f * x + (1.0 - f) * mean).clamp(0.0, 1.0)
 
 
 def _saturation(x: Tensor, d: _Draws, p: ViewParams) -> Tensor:
-    f = _factor(p.saturation, d.factors[:, 2])
+    f = _factor(p.saturation, d.factors_u[:, 2])
     return (f * x + (1.0 - f) * gray(x)).clamp(0.0, 1.0)
 
 
 def _hue(x: Tensor, d: _Draws, p: ViewParams) -> Tensor:
-    return adjust_hue(x, (2.0 * d.factors[:, 3] - 1.0) * p.hue).clamp(0.0, 1.0)
+    return adjust_hue(x, (2.0 * d.factors_u[:, 3] - 1.0) * p.hue).clamp(0.0, 1.0)
 
 
 # ColorJitter's ops by torchvision's index (0 brightness, 1 contrast, 2 saturation, 3 hue) and strength.
@@ -163,19 +163,19 @@ def _after_jitter(
     """Everything after the colour-jitter ops: keep ``jittered`` where the jitter fires, grayscale,
     blur, solarize, the extras, normalisation; (B, 3, S, S) in [0, 1] -> normalised (B, 3, S, S)."""
     if jittered is not None:
-        x = select(_fires(d.jitter, p.jitter_p), jittered, x)
+        x = select(_fires(d.jitter_u, p.jitter_p), jittered, x)
     if p.grayscale_p > 0:
-        x = select(_fires(d.gray, p.grayscale_p), gray(x).expand_as(x), x)
+        x = select(_fires(d.gray_u, p.grayscale_p), gray(x).expand_as(x), x)
     if p.blur_p > 0:
-        sigma = BLUR_SIGMA[0] + (BLUR_SIGMA[1] - BLUR_SIGMA[0]) * d.sigma[:, 0]  # (B,)
-        x = select(_fires(d.blur, p.blur_p), gaussian_blur(x, sigma, p.blur_kernel_size), x)
+        sigma = BLUR_SIGMA[0] + (BLUR_SIGMA[1] - BLUR_SIGMA[0]) * d.sigma_u[:, 0]  # (B,)
+        x = select(_fires(d.blur_u, p.blur_p), gaussian_blur(x, sigma, p.blur_kernel_size), x)
     if p.solarize_p > 0:
-        x = select(_fires(d.solarize, p.solarize_p), solarize(x), x)
+        x = select(_fires(d.solarize_u, p.solarize_p), solarize(x), x)
     if p.channel_permute_p > 0:
-        perm = d.permute_keys.argsort(dim=1).view(-1, 3, 1, 1).expand_as(x)  # (B, 3, S, S)
-        x = select(_fires(d.permute, p.channel_permute_p), x.gather(1, perm), x)
+        perm = d.keys_u.argsort(dim=1).view(-1, 3, 1, 1).expand_as(x)  # (B, 3, S, S)
+        x = select(_fires(d.permute_u, p.channel_permute_p), x.gather(1, perm), x)
     if p.invert_p > 0:
-        x = select(_fires(d.invert, p.invert_p), 1.0 - x, x)
+        x = select(_fires(d.invert_u, p.invert_p), 1.0 - x, x)
     return (x - mean) / std
 
 
@@ -184,9 +184,9 @@ def _crop_theta(d: _Draws, p: ViewParams, bsz: int, h_in: int, w_in: int) -> Ten
     torchvision's RandomResizedCrop (first of 10 valid tries, else centre crop), vectorised over
     (B, 10) candidates; (B, 2, 3)."""
     lo = p.crop_min_scale
-    area = h_in * w_in * (lo + (1.0 - lo) * d.crop_scale)  # (B, 10)
+    area = h_in * w_in * (lo + (1.0 - lo) * d.scale_u)  # (B, 10)
     log_lo, log_hi = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * d.crop_ratio)  # (B, 10)
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * d.ratio_u)  # (B, 10)
     cw, ch = torch.round(torch.sqrt(area * aspect)), torch.round(torch.sqrt(area / aspect))
     valid = (cw > 0) & (cw <= w_in) & (ch > 0) & (ch <= h_in)  # (B, 10)
     first = valid.to(torch.uint8).argmax(dim=1, keepdim=True)  # first valid try, (B, 1)
@@ -199,21 +199,24 @@ def _crop_theta(d: _Draws, p: ViewParams, bsz: int, h_in: int, w_in: int) -> Ten
         fw = round(fh * CROP_RATIO[1])
     w = torch.where(ok, cw.gather(1, first)[:, 0], float(fw))  # (B,)
     h = torch.where(ok, ch.gather(1, first)[:, 0], float(fh))
-    top = torch.minimum(torch.floor(d.crop_offset[:, 0] * (h_in - h + 1)), h_in - h)
-    left = torch.minimum(torch.floor(d.crop_offset[:, 1] * (w_in - w + 1)), w_in - w)
+    top = torch.minimum(torch.floor(d.offset_u[:, 0] * (h_in - h + 1)), h_in - h)
+    left = torch.minimum(torch.floor(d.offset_u[:, 1] * (w_in - w + 1)), w_in - w)
     top = torch.where(ok, top, float((h_in - fh) // 2))
     left = torch.where(ok, left, float((w_in - fw) // 2))
     # Output edges [-1, 1] map onto the box edges (align_corners=False); flip negates x-scale.
-    sx = torch.where(d.flip[:, 0] < p.hflip_p, -w / w_in, w / w_in)
+    sx = torch.where(d.flip_u[:, 0] < p.hflip_p, -w / w_in, w / w_in)
     tx, ty = (2.0 * left + w) / w_in - 1.0, (2.0 * top + h) / h_in - 1.0
     zero = torch.zeros_like(sx)
     return torch.stack((sx, zero, tx, zero, h / h_in, ty), dim=1).view(bsz, 2, 3)
 
 
+_Stage = TypeVar("_Stage", bound=Callable[..., Tensor])
+
+
 @functools.cache
-def _compiled(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+def _compiled(fn: _Stage) -> _Stage:
     """One ``torch.compile`` per stage function, shared by every view and augment in the process."""
-    return torch.compile(fn)
+    return cast(_Stage, torch.compile(fn))
 
 
 class BatchViewAugment(torch.nn.Module):
@@ -231,7 +234,10 @@ class BatchViewAugment(torch.nn.Module):
     in benchmarks/RESULTS.md); ``affine_grid`` and ``grid_sample`` stay eager, as compiled they ran
     slower on a CPU. The same random draws then give the same views up to float rounding, not bit
     for bit, hence opt-in. The first batches pay the compilation (seconds; torch caches it on disk for
-    later processes), and on a CPU it needs a C++ compiler.
+    later processes), and on a CPU it needs a C++ compiler. Every process compiles its own (with
+    ``augment_on_device: false``, each DataLoader worker), and each new set of ViewParams values
+    compiles anew: a search whose space varies the augmentation recompiles per trial, and past
+    torch's limit of 8 variants a stage runs eagerly.
     """
 
     mean: Tensor
@@ -269,7 +275,7 @@ class BatchViewAugment(torch.nn.Module):
                     jittered = self._stage(op)(jittered, d, p)
         return self._stage(_after_jitter)(x, jittered, d, p, self.mean.to(dev), self.std.to(dev))
 
-    def _stage(self, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    def _stage(self, fn: _Stage) -> _Stage:
         return _compiled(fn) if self.compiled else fn
 
 
