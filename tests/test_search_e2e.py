@@ -296,8 +296,10 @@ def test_local_cluster_ignores_a_stale_address(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_search_without_a_best_config(tmp_path: Path) -> None:
-    """Tune takes the first Ctrl-C and returns as if finished; the search must not report a best."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_the_search_without_a_best_config(tmp_path: Path, signum: int) -> None:
+    """Tune takes the first Ctrl-C and returns as if finished; the search must not report a best. A
+    SIGTERM (kill, a scheduler's time limit) does the same."""
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE.replace("num_samples: 4, max_epochs: 4", "num_samples: 3, max_epochs: 40"))
     experiment = tmp_path / "runs" / "tiny"
@@ -307,7 +309,7 @@ def test_ctrl_c_stops_the_search_without_a_best_config(tmp_path: Path) -> None:
     while not _finished_trials(experiment, 2) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(1)  # the first trial is in its third epoch of 40: the search is far from done
     assert proc.poll() is None, "the search ended before the interrupt"
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the driver
+    proc.send_signal(signum)  # SIGINT: what Ctrl-C sends to the driver
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr[-3000:]
     assert f"continue with: python -m byol_tune.search --resume {experiment}" in stderr.splitlines()[-1]

@@ -254,21 +254,28 @@ def _run(
 
 
 def _fit_noting_interrupt(tuner: Any) -> tuple[Any, bool]:
-    """``tuner.fit()``, and whether a Ctrl-C stopped it. Tune takes the first SIGINT itself: it
-    saves the experiment, returns normally, and puts back the handler it found, which is ours (a second
-    Ctrl-C then raises KeyboardInterrupt, as Python's default would). Without an interrupt Tune's own
-    handler is still in place when fit returns."""
+    """``tuner.fit()``, and whether a Ctrl-C or a SIGTERM stopped it. Tune takes the first SIGINT
+    itself: it saves the experiment, returns normally, and puts back the handler it found, which is ours
+    (a second Ctrl-C then raises KeyboardInterrupt, as Python's default would). Without an interrupt
+    Tune's own handler is still in place when fit returns. A SIGTERM (``kill``, a batch scheduler's time
+    limit) is turned into a SIGINT, so it too stops the search resumably; Ray's own SIGTERM handler
+    would kill the driver with a stack dump and no resume hint."""
 
     def raise_interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    def as_ctrl_c(signum: int, frame: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+
     tune_catches = not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
     previous = signal.signal(signal.SIGINT, raise_interrupt)
+    previous_term = signal.signal(signal.SIGTERM, as_ctrl_c)
     try:
         grid = tuner.fit()
         return grid, tune_catches and signal.getsignal(signal.SIGINT) is raise_interrupt
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: int) -> Resources:
