@@ -7,14 +7,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
 
 from byol_tune import metrics
 from byol_tune.cli import OneLineParser, add_set_flag, run_cli
 from byol_tune.config import field_names, load_config
-from byol_tune.core.fit import FitResult, fit
 from byol_tune.errors import ConfigError
 
+if TYPE_CHECKING:
+    from byol_tune.core.fit import FitResult, fit
+
 __all__ = ["FitResult", "fit", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    """``fit`` and ``FitResult`` load on first use: torch and Lightning take seconds to import, and
+    meanwhile ``--help`` or a bad flag should answer at once and a Ctrl-C exit as one line."""
+    if name in ("fit", "FitResult"):
+        from byol_tune.core import fit as fit_module
+
+        return getattr(fit_module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,6 +63,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"backbone: {final.state_dict_path} (state_dict), {final.torchscript_path} (TorchScript)")
         return 0
     config = load_config(args.config, args.overrides)
+    from byol_tune.core.fit import fit  # torch and Lightning (seconds), inside run_cli's Ctrl-C handling
+
     result = fit(config, resume_from=args.resume, progress_bar=not args.no_progress)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
     print(f"metrics: {shown}")

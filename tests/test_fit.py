@@ -152,6 +152,19 @@ def test_layers_parts_and_core_import_no_ray_or_optuna() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_entry_points_load_torch_only_when_they_run() -> None:
+    """The CLIs import torch, Lightning and Ray (seconds) inside run_cli: --help and a bad flag answer at
+    once, and a Ctrl-C while they load is one 'interrupted' line, exit 130, not a traceback."""
+    code = (
+        "import sys, byol_tune.train, byol_tune.search.__main__;"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'ray'));"
+        "assert not heavy, heavy;"
+        "byol_tune.train.fit;"  # the documented API still works, loading on first use
+        "assert 'torch' in sys.modules and byol_tune.train.FitResult.__name__ == 'FitResult'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_shipped_configs_are_complete_mappings() -> None:
     for name, path in shipped_configs().items():
         data = yaml.safe_load(path.read_text())
