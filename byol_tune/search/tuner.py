@@ -80,7 +80,9 @@ def check_feasible(
     if max_concurrent > fits:
         raise ConfigError(
             f"--max-concurrent {max_concurrent}: only {fits} trial(s) of {need_cpu:g} CPU / "
-            f"{need_gpu:g} GPU fit in {holder}'s {have_cpu:g} CPU / {have_gpu:g} GPU"
+            f"{need_gpu:g} GPU ({resources.workers} worker(s) x {resources.cpus_per_worker:g} CPU / "
+            f"{resources.gpus_per_worker:g} GPU + {resources.driver_cpus:g} CPU for the trial driver) "
+            f"fit in {holder}'s {have_cpu:g} CPU / {have_gpu:g} GPU"
         )
 
 
