@@ -76,3 +76,10 @@ def test_check_feasible_names_what_one_trial_needs_and_what_fits() -> None:
         "for the trial driver) fit in this machine's 2 CPU / 1 GPU"
     )
     check_feasible(Resources(cpus_per_worker=0.9), 2, cluster)  # 2 x 1.0 CPU: fits exactly
+
+
+def test_share_cpus_splits_what_the_drivers_leave_in_tenths() -> None:
+    assert Resources.share_cpus(2.0, 1) == 1.9  # the search's default on 2 cores, and --from-search's
+    assert Resources.share_cpus(2.0, 2) == 0.9  # 1.9 / 2 rounded down to tenths
+    assert Resources.share_cpus(16.0, 2, concurrent=3) == 2.6  # (16 - 0.3) / 6 = 2.616...
+    assert Resources.share_cpus(2.0, 1, concurrent=12) == 0.1  # nothing left: the 0.1 minimum

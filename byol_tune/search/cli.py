@@ -283,10 +283,7 @@ def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: 
     driver = 0.1
     cpus = args.cpus_per_worker
     if cpus is None:  # share what the cluster has between the concurrent trials' workers
-        cpus = max(
-            0.1,
-            math.floor(10 * (cluster.get("CPU", 1.0) - concurrent * driver) / (concurrent * workers)) / 10,
-        )
+        cpus = Resources.share_cpus(cluster.get("CPU", 1.0), workers, concurrent, driver)
     return Resources(
         workers=workers,
         cpus_per_worker=cpus,

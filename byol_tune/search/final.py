@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,7 @@ def train_best(
     save_config(config, folder / "config.yaml")
     init_ray(None)
     try:
-        cpus = max(0.1, math.floor(10 * (ray.cluster_resources().get("CPU", 1.0) - 0.1) / workers) / 10)
+        cpus = Resources.share_cpus(ray.cluster_resources().get("CPU", 1.0), workers)
         gpus = ray.cluster_resources().get("GPU", 0.0)
         resources = Resources(
             workers=workers, cpus_per_worker=cpus, gpus_per_worker=1.0 if gpus >= workers else 0.0

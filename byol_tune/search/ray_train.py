@@ -6,6 +6,7 @@ environment plugin and a callback that reports every kNN evaluation with a check
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -52,6 +53,13 @@ class Resources:
 
     def gpus_per_trial(self) -> float:
         return self.workers * self.gpus_per_worker
+
+    @staticmethod
+    def share_cpus(cluster_cpus: float, workers: int, concurrent: int = 1, driver_cpus: float = 0.1) -> float:
+        """CPUs per worker when ``concurrent`` trials of ``workers`` workers share ``cluster_cpus``, each
+        trial's driver taking ``driver_cpus`` first: tenths, at least 0.1."""
+        tenths = 10 * (cluster_cpus - concurrent * driver_cpus) / (concurrent * workers)
+        return max(0.1, math.floor(tenths) / 10)
 
     def torch_threads(self) -> int:
         """Intra-op threads per worker: Ray sets OMP_NUM_THREADS to the whole CPUs only (1.9 CPU gives
