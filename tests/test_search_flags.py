@@ -13,7 +13,8 @@ from byol_tune.cli import run_cli
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write_text
 from byol_tune.search import cli
-from byol_tune.search.cli import STATE_FILE, search_main
+from byol_tune.search.cli import search_main
+from byol_tune.search.resume import STATE_FILE
 from byol_tune.search.space import load_space
 
 

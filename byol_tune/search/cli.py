@@ -19,11 +19,12 @@ from byol_tune import metrics
 from byol_tune.cli import OneLineParser, add_set_flag
 from byol_tune.config import parse_overrides, save_config
 from byol_tune.core.data import absolute_data_dir, check_batch_size, load_splits
-from byol_tune.errors import ConfigError, reason
+from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write_text, fresh_dir
 from byol_tune.search import results
 from byol_tune.search.ray_train import Resources, init_ray
 from byol_tune.search.report import rank, trials_csv, write_reports
+from byol_tune.search.resume import SPACE_COPY, read_state, write_state
 from byol_tune.search.space import SEARCH_SETS, SearchSpace, load_space, space_names
 from byol_tune.search.tuner import (
     TPE_STARTUP_TRIALS,
@@ -34,10 +35,6 @@ from byol_tune.search.tuner import (
     sample_config,
     trial_overrides,
 )
-
-STATE_FILE = "byol_search.yaml"  # what --resume needs to rebuild the same search
-TUNER_FILE = "tuner.pkl"  # Tune's own state, written when the search begins
-SPACE_COPY = "space.yaml"  # the space as it was searched: --resume reads this, not the original file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -106,7 +103,7 @@ def search_main(argv: list[str] | None) -> int:
     start = time.perf_counter()
     if args.resume:
         _check_resume_alone(sys.argv[1:] if argv is None else argv)
-        state = _read_state(Path(args.resume))
+        state = read_state(Path(args.resume))
         args = parser().parse_args(state["argv"] + ["--resume", args.resume])
         started_in = Path(state.get("cwd") or Path.cwd())  # where relative paths pointed
         copy = Path(args.resume) / SPACE_COPY
@@ -185,7 +182,7 @@ def _run(
     if experiment is None:
         experiment = fresh_dir(Path(args.storage_path).resolve(), args.name)
         atomic_write_text(experiment / SPACE_COPY, space.path.read_text())
-        _write_state(experiment, argv if argv is not None else sys.argv[1:])
+        write_state(experiment, argv if argv is not None else sys.argv[1:])
     print(f"experiment: {experiment}", flush=True)
     print(
         f"search: {settings.num_samples} trials x <= {settings.max_epochs} epochs, {settings.searcher} + "
@@ -371,33 +368,3 @@ def _print_dashboard(url: str | None) -> None:
         "asks (or send the header `Authorization: Bearer <token>`)",
         flush=True,
     )
-
-
-def _write_state(experiment: Path, argv: list[str]) -> None:
-    state = {"argv": list(argv), "cwd": os.getcwd()}
-    atomic_write_text(experiment / STATE_FILE, yaml.safe_dump(state))
-
-
-def _read_state(experiment: Path) -> dict[str, Any]:
-    state_file = experiment / STATE_FILE
-    if not experiment.is_dir():
-        raise ConfigError(f"--resume {experiment}: no such experiment folder")
-    if not state_file.is_file():
-        raise ConfigError(f"--resume {experiment}: not a byol-tune experiment (no {STATE_FILE})")
-    try:
-        state = yaml.safe_load(state_file.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--resume {state_file}: not valid YAML: {reason(exc)}") from None
-    if (
-        not isinstance(state, dict)
-        or not isinstance(state.get("argv"), list)
-        or not all(isinstance(a, str) for a in state["argv"])
-        or not isinstance(state.get("cwd", ""), str)
-    ):
-        raise ConfigError(f"--resume {state_file}: unreadable experiment state")
-    if not (experiment / TUNER_FILE).is_file():
-        raise ConfigError(
-            f"--resume {experiment}: Tune saved no state there ({TUNER_FILE} missing: stopped before it "
-            "began); start the search again"
-        )
-    return state
