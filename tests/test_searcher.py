@@ -72,7 +72,7 @@ def test_check_feasible_names_what_one_trial_needs_and_what_fits() -> None:
     with pytest.raises(ConfigError) as info:
         check_feasible(Resources(cpus_per_worker=0.5, gpus_per_worker=0.5), 3, cluster, "this machine")
     assert str(info.value) == (
-        "--max-concurrent 3: only 2 trial(s) of 0.6 CPU / 0.5 GPU (1 worker(s) x 0.5 CPU / 0.5 GPU + 0.1 CPU "
+        "--max-concurrent 3: only 2 trial(s) of 0.6 CPU / 0.5 GPU (1 worker x 0.5 CPU / 0.5 GPU + 0.1 CPU "
         "for the trial driver) fit in this machine's 2 CPU / 1 GPU"
     )
     check_feasible(Resources(cpus_per_worker=0.9), 2, cluster)  # 2 x 1.0 CPU: fits exactly

@@ -54,6 +54,15 @@ class Resources:
     def gpus_per_trial(self) -> float:
         return self.workers * self.gpus_per_worker
 
+    def split(self) -> str:
+        """How a trial's request adds up, for messages: '2 workers x 1 CPU / 0 GPU + 0.1 CPU for the
+        trial driver'."""
+        workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
+        return (
+            f"{workers} x {self.cpus_per_worker:g} CPU / {self.gpus_per_worker:g} GPU + "
+            f"{self.driver_cpus:g} CPU for the trial driver"
+        )
+
     @staticmethod
     def share_cpus(cluster_cpus: float, workers: int, concurrent: int = 1, driver_cpus: float = 0.1) -> float:
         """CPUs per worker when ``concurrent`` trials of ``workers`` workers share ``cluster_cpus``, each

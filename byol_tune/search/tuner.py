@@ -67,9 +67,7 @@ def check_feasible(
     need_cpu, need_gpu = resources.cpus_per_trial(), resources.gpus_per_trial()
     if need_cpu > have_cpu + 1e-9 or need_gpu > have_gpu + 1e-9:
         raise ConfigError(
-            f"resources: one trial needs {need_cpu:g} CPU and {need_gpu:g} GPU "
-            f"({resources.workers} workers x {resources.cpus_per_worker:g} CPU / "
-            f"{resources.gpus_per_worker:g} GPU + {resources.driver_cpus:g} CPU for the trial driver) "
+            f"resources: one trial needs {need_cpu:g} CPU and {need_gpu:g} GPU ({resources.split()}) "
             f"but {holder} has {have_cpu:g} CPU and {have_gpu:g} GPU; lower --workers-per-trial, "
             "--cpus-per-worker or --gpus-per-worker"
         )
@@ -80,9 +78,7 @@ def check_feasible(
     if max_concurrent > fits:
         raise ConfigError(
             f"--max-concurrent {max_concurrent}: only {fits} trial(s) of {need_cpu:g} CPU / "
-            f"{need_gpu:g} GPU ({resources.workers} worker(s) x {resources.cpus_per_worker:g} CPU / "
-            f"{resources.gpus_per_worker:g} GPU + {resources.driver_cpus:g} CPU for the trial driver) "
-            f"fit in {holder}'s {have_cpu:g} CPU / {have_gpu:g} GPU"
+            f"{need_gpu:g} GPU ({resources.split()}) fit in {holder}'s {have_cpu:g} CPU / {have_gpu:g} GPU"
         )
 
 
