@@ -75,6 +75,15 @@ def test_second_run_never_overwrites_first(tmp_path: Path) -> None:
     assert (first.run_dir / "backbone.pt").read_bytes() == before
 
 
+@pytest.mark.parametrize(("asked", "ran"), [("16-mixed", "bf16-mixed"), ("32", "32-true")])
+def test_run_folder_records_the_precision_that_ran(tmp_path: Path, asked: str, ran: str) -> None:
+    """Lightning runs fp16 autocast on a CPU as bf16 autocast, and unifies "32" to "32-true": config.yaml
+    says what ran, so that a resume or a reader of the run is not told float16."""
+    config = {**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "precision": asked, "linear_probe": False}
+    result = fit(config, progress_bar=False)
+    assert load_config(result.run_dir / "config.yaml").precision == ran
+
+
 @pytest.mark.parametrize(("precision", "dtype"), [("bf16-true", torch.bfloat16), ("64-true", torch.float64)])
 def test_true_precisions_train_the_model_in_their_dtype(tmp_path: Path, precision: str, dtype: Any) -> None:
     """Lightning's *-true precisions cast the model only: the views augmented in the step (float32) and

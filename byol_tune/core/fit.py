@@ -192,6 +192,10 @@ def fit(
             f"accelerator {config.accelerator!r} / devices {config.devices} / strategy {config.strategy!r} / "
             f"precision {config.precision!r}: Lightning refused them: {reason(exc)}"
         ) from None
+    if str(trainer.precision) != config.precision:
+        # what ran, not what was asked: Lightning unifies "16" to "16-mixed", "bf16" to "bf16-mixed", and
+        # runs "16-mixed" on a CPU as "bf16-mixed" (fp16 autocast is GPU-only), with its own warning
+        config = config.model_copy(update={"precision": str(trainer.precision)})
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
     logger.log_hyperparams(hparams(config))
