@@ -78,6 +78,20 @@ def test_check_feasible_names_what_one_trial_needs_and_what_fits() -> None:
     check_feasible(Resources(cpus_per_worker=0.9), 2, cluster)  # 2 x 1.0 CPU: fits exactly
 
 
+def test_check_feasible_refuses_more_cpu_workers_than_cores_as_train_does() -> None:
+    """3 x 0.5 CPU fits 2 CPU by Ray's count, but 3 DDP processes on 2 cores wait on each other's syncs
+    (train refuses devices > cores alike); GPU workers are not held to the cores."""
+    cluster = {"CPU": 2.0, "GPU": 1.0}
+    with pytest.raises(ConfigError) as info:
+        check_feasible(Resources(workers=3, cpus_per_worker=0.5), 1, cluster, "this machine")
+    assert str(info.value) == (
+        "--workers-per-trial 3: one trial's DDP processes would outnumber this machine's 2 CPU, and its "
+        "gradient syncs would wait on each other; use at most 2"
+    )
+    check_feasible(Resources(workers=2, cpus_per_worker=0.9), 1, cluster)
+    check_feasible(Resources(workers=3, cpus_per_worker=0.5, gpus_per_worker=0.3), 1, cluster)
+
+
 def test_share_cpus_splits_what_the_drivers_leave_in_tenths() -> None:
     assert Resources.share_cpus(2.0, 1) == 1.9  # the search's default on 2 cores, and --from-search's
     assert Resources.share_cpus(2.0, 2) == 0.9  # 1.9 / 2 rounded down to tenths

@@ -65,6 +65,11 @@ def check_feasible(
     ``holder`` names where ``cluster``'s counts come from in the message."""
     have_cpu, have_gpu = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
     need_cpu, need_gpu = resources.cpus_per_trial(), resources.gpus_per_trial()
+    if not need_gpu and resources.workers > have_cpu + 1e-9:  # train refuses devices > cores alike
+        raise ConfigError(
+            f"--workers-per-trial {resources.workers}: one trial's DDP processes would outnumber {holder}'s "
+            f"{have_cpu:g} CPU, and its gradient syncs would wait on each other; use at most {int(have_cpu)}"
+        )
     if need_cpu > have_cpu + 1e-9 or need_gpu > have_gpu + 1e-9:
         raise ConfigError(
             f"resources: one trial needs {need_cpu:g} CPU and {need_gpu:g} GPU ({resources.split()}) "
