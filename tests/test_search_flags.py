@@ -188,6 +188,22 @@ def test_from_search_takes_the_epochs_once(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["best_config.yaml"]
 
 
+def test_from_search_refuses_more_cpu_workers_than_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from byol_tune.config import make_config, save_config
+    from byol_tune.search import final
+
+    monkeypatch.setattr(final.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(final.torch.cuda, "device_count", lambda: 0)
+    save_config(make_config({}), tmp_path / "best_config.yaml")
+    with pytest.raises(
+        ConfigError, match=r"^--workers 3: more DDP processes than this machine's 2 CPU cores$"
+    ):
+        final.train_best(tmp_path, workers=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["best_config.yaml"]
+
+
 def test_infeasible_resources_are_refused_before_ray_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,9 @@ def train_best(
     config = make_config(values, where=f"--from-search {experiment}")
     if workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
+    cores = os.cpu_count() or 1
+    if workers > cores and torch.cuda.device_count() < workers:  # CPU workers, as train's devices
+        raise ConfigError(f"--workers {workers}: more DDP processes than this machine's {cores} CPU cores")
     # data moved or deleted since the search, or a batch too large: fails here, before any folder or Ray
     check_batch_size(load_splits(config), config.batch_size)
     folder = fresh_dir(Path(experiment).resolve(), "final")
