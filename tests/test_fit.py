@@ -101,10 +101,12 @@ def test_diverged_training_is_one_clear_error(tmp_path: Path) -> None:
     config = {**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "learning_rate": 1e12}
     with pytest.raises(DivergedError) as info:
         fit(config, progress_bar=False)
+    run = tmp_path / "byol"
     assert str(info.value) == (
         "learning_rate 1e+12 / precision 32-true: training diverged by epoch 1: the backbone's features are "
-        "NaN or infinite; lower learning_rate"
+        f"NaN or infinite; lower learning_rate (the run so far: {run})"
     )
+    assert (run / "config.yaml").is_file()  # what was written stays
 
 
 def _dataset_case(name: str, root: Path) -> dict[str, Any]:

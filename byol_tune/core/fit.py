@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config, save_config
 from byol_tune.core.build import build_run, hparams
-from byol_tune.errors import CheckpointError, ConfigError, reason
+from byol_tune.errors import ByolTuneError, CheckpointError, ConfigError, reason
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 
 RUN_DIR_ENV = "BYOL_TUNE_RUN_DIR"  # lets DDP ranks launched by Lightning share rank 0's run folder
@@ -202,6 +202,8 @@ def fit(
     on_interrupt = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt)
+    except ByolTuneError as exc:  # a user error mid-run (diverged, an unreadable file): where its files are
+        raise type(exc)(f"{exc} (the run so far: {run_dir})") from None
     except SystemExit as exc:
         # Lightning ends a Ctrl-C'd fit with exit(1), Ctrl-C ignored or not depending on its teardown;
         # another exit (a callback's sys.exit(0)) is not ours
