@@ -8,7 +8,15 @@ lightly's is its example loop, written here from lightly's public API: ``update_
 ``cosine_schedule``, ``BYOLProjectionHead``/``BYOLPredictionHead``, ``NegativeCosineSimilarity``.
 Our fast options are measured one at a time and all together; rounds interleave lightly and ours.
 
-Run: ``python benchmarks/bench_step.py [--quick] [--json PATH] [--batch-size N] [--compile on]``.
+``--backbone resnet50`` (ImageNet stem, 224x224 by default; the projector takes its 2048 features) is
+issue 5's GPU case beside resnet18 at 32x32. Every variant's model FLOP rate is the FLOPs of one step
+(matrix products and convolutions of both views through online and target, forward and backward,
+counted once by torch's ``FlopCounterMode`` on lightly's loop, the same maths as ours) over its time;
+with a known peak (a GPU in ``benchutil.GPU_BF16_PEAK_TFLOPS``, or ``--peak-tflops``) also its model
+FLOP utilisation against the device's dense bf16 peak, float32 variants included.
+
+Run: ``python benchmarks/bench_step.py [--quick] [--json PATH] [--batch-size N] [--compile on]
+[--backbone resnet50] [--peak-tflops X]``.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from torch.utils.data import DataLoader
 
 from byol_tune import metrics
 from byol_tune.core.module import BYOL
-from byol_tune.parts.backbones import build_backbone
+from byol_tune.parts.backbones import build_backbone, feature_dim
 
 LR, TAU_BASE, SCHEDULE = 0.06, 0.996, 10_000
 PROJ, PRED = (512, 1024, 256), (256, 1024, 256)
@@ -143,23 +151,38 @@ def variants(device: torch.device, compile_on: bool) -> dict[str, tuple[dict[str
 
 def main() -> None:
     p = benchutil.parser(__doc__)
-    p.add_argument("--batch-size", type=int, help="default: 16 on CPU, 256 on CUDA (8 with --quick)")
-    p.add_argument("--image-size", type=int, help="default: 32 (16 with --quick)")
+    p.add_argument(
+        "--backbone",
+        choices=("resnet18", "resnet50"),
+        default="resnet18",
+        help="resnet18 with the small-image stem (lightly's example) or resnet50 with ImageNet's",
+    )
+    p.add_argument(
+        "--batch-size", type=int, help="default: 256 on CUDA (128 for resnet50), 16 on CPU (4), 8 quick (2)"
+    )
+    p.add_argument("--image-size", type=int, help="default: 32, 224 for resnet50 (16 and 32 with --quick)")
+    p.add_argument("--peak-tflops", type=float, help="the device's bf16 peak, for MFU (default: known GPUs)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3 on CPU, 5 on CUDA)")
     p.add_argument("--steps", type=int, help="timed steps per round (default 2 on CPU, 20 on CUDA, 1 quick)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="auto: on for CUDA only")
     args = p.parse_args()
     device = benchutil.setup(args)
     cuda = device.type == "cuda"
-    batch = args.batch_size or (8 if args.quick else 256 if cuda else 16)
-    size = args.image_size or (16 if args.quick else 32)
+    r50 = args.backbone == "resnet50"
+    # defaults (resnet18, resnet50): quick, CUDA, CPU
+    batches, sizes = ((8, 2), (256, 128), (16, 4)), ((16, 32), (32, 224), (32, 224))
+    case = 0 if args.quick else 1 if cuda else 2
+    batch, size = args.batch_size or batches[case][r50], args.image_size or sizes[case][r50]
     rounds = args.rounds or (2 if args.quick else 5 if cuda else 3)
     steps = args.steps or (1 if args.quick else 20 if cuda else 2)
     compile_on = args.compile == "on" or (args.compile == "auto" and cuda)
 
-    backbone = build_backbone("resnet18", small_image_stem=True)
+    backbone = build_backbone(args.backbone, small_image_stem=size <= 64)
+    dim = feature_dim(backbone, torch.randn(2, 3, size, size))
     x0, x1 = torch.randn(2, batch, 3, size, size, device=device).unbind(0)
-    peer = lightly_stepper(copy.deepcopy(backbone), device)
+    flops = benchutil.count_flops(lambda: lightly_stepper(copy.deepcopy(backbone), device, dim)(x0, x1))
+    peak_tflops = benchutil.bf16_peak_tflops(device, args.peak_tflops)
+    peer = lightly_stepper(copy.deepcopy(backbone), device, dim)
     ours = {
         name: (our_module(backbone, size, **kwargs).to(device), precision)
         for name, (kwargs, precision) in variants(device, compile_on).items()
@@ -192,24 +215,37 @@ def main() -> None:
     for name, times in seconds.items():
         ratio = benchutil.median([a / b for a, b in zip(peer_times, times, strict=True)])
         sps = 1.0 / benchutil.median(times)
+        tflops = flops * sps / 1e12
         figures[name] = {"steps_per_s": sps, "images_per_s": sps * batch, "ratio_to_lightly": ratio}
-        figures[name]["seconds_per_round"] = times
-        row = [name, sps, sps * batch, ratio, min(times), max(times)]
+        figures[name] |= {"seconds_per_round": times, "model_tflops": tflops}
+        row = [name, sps, sps * batch, ratio, min(times), max(times), tflops]
+        if peak_tflops:
+            figures[name]["mfu"] = tflops / peak_tflops
+            row.append(f"{100 * tflops / peak_tflops:.1f}%")
         if cuda:
             figures[name]["peak_mib"] = peak[name]
             row.append(peak[name])
         rows.append(row)
     headers = ["variant", "steps/s (median)", "images/s", "ratio to lightly", "min s/step", "max s/step"]
-    markdown = benchutil.table([*headers, *(["peak MiB above resident"] if cuda else [])], rows)
+    headers += [
+        "model TFLOP/s",
+        *(["MFU"] if peak_tflops else []),
+        *(["peak MiB above resident"] if cuda else []),
+    ]
+    markdown = benchutil.table(headers, rows)
     fast = [n for n in ours if n != "ours (defaults)" and "floats" not in n]
     best = max(fast, key=lambda n: figures[n]["ratio_to_lightly"])
     markdown += (
-        f"\n\nbatch {batch} at {size}x{size}, {rounds} rounds x {steps} timed steps, device {device}; "
-        "ratio = median over rounds of (lightly s/step) / (ours s/step).\n"
+        f"\n\n{args.backbone}, batch {batch} at {size}x{size}, {rounds} rounds x {steps} timed steps, "
+        f"device {device}; ratio = median over rounds of (lightly s/step) / (ours s/step); "
+        f"{flops / 1e9:,.1f} GFLOP of matrix products and convolutions per step"
+        + (f", MFU against a dense bf16 peak of {peak_tflops:g} TFLOP/s" if peak_tflops else "")
+        + ".\n"
         f"- defaults: {figures['ours (defaults)']['ratio_to_lightly']:.2f}x lightly (goal >= 1.0)\n"
         f"- best fast option, {best}: {figures[best]['ratio_to_lightly']:.2f}x lightly (goal >= 1.2)"
     )
-    settings = {"batch_size": batch, "image_size": size, "rounds": rounds, "steps": steps}
+    settings = {"backbone": args.backbone, "batch_size": batch, "image_size": size, "rounds": rounds}
+    settings |= {"steps": steps, "flops_per_step": flops, "peak_tflops": peak_tflops}
     benchutil.report(args, device, "step", {**settings, "compile": compile_on}, markdown, figures)
 
 

@@ -86,6 +86,41 @@ def machine(device: torch.device) -> dict[str, Any]:
     return info
 
 
+# Dense bfloat16 tensor-core peaks in TFLOP/s (NVIDIA's datasheets, without sparsity), matched in this
+# order against the GPU's name: the first key the name contains wins ("H100 PCIe" before "H100").
+GPU_BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),  # SXM
+    ("H200", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L40", 181.0),
+    ("L4", 121.0),
+)
+
+
+def bf16_peak_tflops(device: torch.device, given: float | None = None) -> float | None:
+    """The device's bf16 peak for model FLOP utilisation: ``given`` (``--peak-tflops``) if set, else the
+    table's for a known GPU, else None (a CPU, an unknown GPU: MFU is then not reported)."""
+    if given is not None:
+        return given
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in GPU_BF16_PEAK_TFLOPS if key in name), None)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of the matrix products and convolutions ``fn`` runs, backward passes
+    included (torch's ``FlopCounterMode``: 2 per multiply-add; elementwise ops not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -6,7 +6,9 @@ The search-quality section comes from ``search_quality/`` in that folder (``sear
 hours), its surrogate replay from ``search_surrogate.json`` (``search_surrogate.py``, about 15 minutes) and
 its tau sweep from ``tau_sweep/`` there (``tau_sweep.py``, about 25 minutes); their plots are written to
 that folder too.
-``--quick`` (with ``--run``) makes smoke figures, and RESULTS.md then says so at the top.
+``--quick`` (with ``--run``) makes smoke figures, and RESULTS.md then says so at the top. ``--run --gpu``,
+on a GPU machine, runs the GPU benchmarks instead (:data:`GPU_BENCHMARKS`: issue 5's benchmark 6,
+section 7 of RESULTS.md); their JSON files sit beside the CPU ones, which they leave as they are.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import search_quality_report
 import search_surrogate
 import tau_sweep
+import torch
 
 HERE = Path(__file__).resolve().parent
 # name -> (section title, script, its arguments besides --json/--quick)
@@ -42,6 +45,16 @@ BENCHMARKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "knn": ("4. kNN evaluation", "bench_knn.py", ()),
     "ray": ("5. Ray overhead: plain trainer vs Tune trials through each runner", "bench_ray.py", ()),
 }
+# issue 5's benchmark 6, run on a GPU machine by ``--run --gpu`` (bench_step's CUDA defaults: batch 256 for
+# resnet18 at 32x32, 128 for resnet50 at 224x224, torch.compile on, bf16 where supported)
+GPU_BENCHMARKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "gpu_step": ("7. GPU: training step, resnet18 at 32x32 (issue 5, benchmark 6)", "bench_step.py", ()),
+    "gpu_step_resnet50": (
+        "7b. GPU: training step, resnet50 at 224x224 (issue 5, benchmark 6)",
+        "bench_step.py",
+        ("--backbone", "resnet50"),
+    ),
+}
 MACHINE_KEYS = (
     "platform",
     "processor",
@@ -55,8 +68,8 @@ MACHINE_KEYS = (
 )
 
 
-def run(results: Path, quick: bool, extra: list[str]) -> None:
-    for name, (_, script, script_args) in BENCHMARKS.items():
+def run(results: Path, quick: bool, extra: list[str], gpu: bool = False) -> None:
+    for name, (_, script, script_args) in (GPU_BENCHMARKS if gpu else BENCHMARKS).items():
         cmd = [sys.executable, str(HERE / script), *script_args, "--json", str(results / f"{name}.json")]
         cmd += extra
         cmd += ["--quick"] if quick else []
@@ -118,21 +131,7 @@ def render(found: dict[str, dict[str, Any]], results: Path) -> str:
     machines = {describe(r["machine"]) for r in found.values()}
     if len(machines) == 1:
         lines += ["Machine: " + machines.pop(), ""]
-    for name, (title, script, script_args) in BENCHMARKS.items():
-        lines += [f"## {title}", ""]
-        if name not in found:
-            command = " ".join(["python", f"benchmarks/{script}", *script_args])
-            lines += [
-                f"Not measured yet: `{command} --json {shown(results)}/{name}.json`.",
-                "",
-            ]
-            continue
-        result = found[name]
-        settings = ", ".join(f"{k}={v}" for k, v in result["settings"].items())
-        lines += [f"Measured {result['date']}{' (--quick)' if result['quick'] else ''}; {settings}."]
-        if len({describe(r["machine"]) for r in found.values()}) > 1:
-            lines += ["Machine: " + describe(result["machine"]) + "."]
-        lines += ["", result["markdown"], *long_trial_verdict(result), ""]
+    lines += benchmark_sections(BENCHMARKS, found, results)
     lines += ["## 6. Search quality: the search against hand-set configs at equal trial-epochs", ""]
     lines += search_quality_report.render(
         results / "search_quality",
@@ -147,23 +146,52 @@ def render(found: dict[str, dict[str, Any]], results: Path) -> str:
     ]
     lines += search_surrogate.render(results / "search_surrogate.json", random_runs)
     lines += tau_sweep.render(results / "tau_sweep", results)
+    lines += benchmark_sections(GPU_BENCHMARKS, found, results)
     return "\n".join(lines)
+
+
+def benchmark_sections(
+    benchmarks: dict[str, tuple[str, str, tuple[str, ...]]], found: dict[str, dict[str, Any]], results: Path
+) -> list[str]:
+    """A section per benchmark: its table as measured, else the command that measures it."""
+    lines = []
+    for name, (title, script, script_args) in benchmarks.items():
+        lines += [f"## {title}", ""]
+        if name not in found:
+            command = " ".join(["python", f"benchmarks/{script}", *script_args])
+            where = (
+                "on a GPU machine (`make_results.py --run --gpu` runs both): "
+                if name in GPU_BENCHMARKS
+                else ""
+            )
+            lines += [f"Not measured yet: {where}`{command} --json {shown(results)}/{name}.json`.", ""]
+            continue
+        result = found[name]
+        settings = ", ".join(f"{k}={v}" for k, v in result["settings"].items())
+        lines += [f"Measured {result['date']}{' (--quick)' if result['quick'] else ''}; {settings}."]
+        if len({describe(r["machine"]) for r in found.values()}) > 1:
+            lines += ["Machine: " + describe(result["machine"]) + "."]
+        lines += ["", result["markdown"], *long_trial_verdict(result), ""]
+    return lines
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--run", action="store_true", help="run every benchmark first")
     p.add_argument("--quick", action="store_true", help="with --run: smoke sizes")
+    p.add_argument("--gpu", action="store_true", help="with --run: the GPU benchmarks (section 7) instead")
     p.add_argument("--threads", type=int, help="with --run: passed to every benchmark")
     p.add_argument("--results", type=Path, default=HERE / "results", help="folder of the JSON files")
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = p.parse_args()
     if args.run:
         args.results.mkdir(parents=True, exist_ok=True)
-        run(args.results, args.quick, ["--threads", str(args.threads)] if args.threads else [])
+        if args.gpu and not torch.cuda.is_available():
+            raise SystemExit("--gpu: torch sees no CUDA GPU here")
+        run(args.results, args.quick, ["--threads", str(args.threads)] if args.threads else [], args.gpu)
     found = {
         name: json.loads((args.results / f"{name}.json").read_text())
-        for name in BENCHMARKS
+        for name in [*BENCHMARKS, *GPU_BENCHMARKS]
         if (args.results / f"{name}.json").is_file()
     }
     if not found:

@@ -57,3 +57,28 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_pa
     cpuinfo.write_text("flags\t\t: fpu avx2 avx512_bf16 amx_tile amx_bf16\n")
     assert benchutil.cpu_bf16_flags() == ["amx_bf16", "avx512_bf16"]
     assert benchutil.native_bf16(torch.device("cpu"))
+
+
+def test_count_flops_counts_forward_and_backward_matrix_products() -> None:
+    """Linear(4, 3) on a batch of 2: the forward addmm is 2*4*3 multiply-adds, and the backward has two
+    products of the same size (gradient of the input, of the weight): 3 x 24 x 2 FLOPs."""
+    layer = nn.Linear(4, 3)
+    x = torch.randn(2, 4, requires_grad=True)
+    assert benchutil.count_flops(lambda: layer(x).sum().backward()) == 144
+    with torch.no_grad():
+        assert benchutil.count_flops(lambda: layer(x)) == 48
+
+
+def test_bf16_peak_is_the_given_one_else_the_gpu_name_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = torch.device("cuda")
+    assert benchutil.bf16_peak_tflops(torch.device("cpu")) is None
+    assert benchutil.bf16_peak_tflops(torch.device("cpu"), 10.0) == 10.0
+    for name, peak in [
+        ("NVIDIA H100 80GB HBM3", 989.0),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H200", 989.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("Tesla T4", None),
+    ]:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device, name=name: name)
+        assert benchutil.bf16_peak_tflops(cuda) == peak, name

@@ -49,6 +49,11 @@ def test_render_reads_every_section_from_the_results_folder_it_is_given(tmp_path
         "Not measured yet: `python benchmarks/bench_step.py --json " + f"{tmp_path.resolve()}/step.json`."
         in text
     )
+    assert (
+        "Not measured yet: on a GPU machine (`make_results.py --run --gpu` runs both): `python "
+        f"benchmarks/bench_step.py --backbone resnet50 --json {tmp_path.resolve()}/gpu_step_resnet50.json`."
+        in text
+    )
     # the repository's own search-quality and tau-sweep results are not in this folder, so not in the page
     assert "Not measured yet: `python benchmarks/search_quality.py` (writes search_quality/)." in text
     assert "Tau sweep" not in text
