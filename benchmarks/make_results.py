@@ -30,7 +30,11 @@ import torch
 HERE = Path(__file__).resolve().parent
 # name -> (section title, script, its arguments besides --json/--quick)
 BENCHMARKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "step": ("1. Training step, model only: ours vs lightly's example loop", "bench_step.py", ()),
+    "step": (
+        "1. Training step, model only: ours vs lightly's example loop",
+        "bench_step.py",
+        ("--rounds", "5", "--steps", "3"),
+    ),
     "e2e": (
         "2. End to end: uint8 images -> augmentation -> step",
         "bench_e2e.py",
