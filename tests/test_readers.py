@@ -185,6 +185,11 @@ def test_val_fraction_reaches_the_readers_through_the_config(tmp_path: Path) -> 
     splits = load_splits(make_config({"dataset": "imagefolder", "data_dir": str(tmp_path / "imgs"),
                                       "image_size": 16, "val_fraction": 0.3}))  # fmt: skip
     assert (len(splits.train), len(splits.val)) == (7, 3)  # type: ignore[arg-type]
+    # the kNN bank: the train images without augmentation, one transform each
+    train, bank = splits.train, splits.bank
+    assert bank.samples == train.samples and bank is not train  # type: ignore[attr-defined]
+    assert bank.transform is splits.val.transform is not train.transform  # type: ignore[attr-defined]
+    assert bank[0][0].shape == (3, 16, 16) and len(train[0][0]) == 2  # a clean image; two views
 
 
 def write_png(path: Path, color: tuple[int, int, int], mode: str = "RGB") -> None:

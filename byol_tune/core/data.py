@@ -8,6 +8,7 @@ workers. Every split also has a clean (un-augmented) version for the kNN bank an
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -158,7 +159,7 @@ def load_splits(config: BYOLConfig) -> DataSplits:
 def _image_folder_splits(config: BYOLConfig) -> DataSplits:
     size = config.image_size or 224
     train, val = readers.image_folder(config.data_dir or "", config.val_fraction)
-    bank = readers.image_folder(config.data_dir or "", config.val_fraction)[0]
+    bank = copy.copy(train)  # the same images (one scan of the folder), with its own transform below
     view1, view2 = _view_params(config, size)
     train.transform = PilTwoViews(view1, view2, IMAGENET_MEAN, IMAGENET_STD)
     clean = clean_transform(size, IMAGENET_MEAN, IMAGENET_STD, resize=round(size * 256 / 224))
