@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from byol_tune.errors import ConfigError, reason
+from byol_tune.io import is_folder_name
 
 DatasetName = Literal["shapes", "cifar10", "cifar100", "stl10", "imagefolder", "vectors"]
 # what lightning.Trainer accepts for ``precision`` and ``accelerator`` (checked here, before any run folder)
@@ -120,7 +121,7 @@ class BYOLConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _folder_name(cls, value: str) -> str:
-        if value in ("", ".", "..") or "/" in value or "\\" in value:
+        if not is_folder_name(value):
             raise ValueError("a folder name inside output_dir, without '/'")
         return value
 

@@ -20,6 +20,11 @@ def _read_umask() -> int:
 UMASK = _read_umask()
 
 
+def is_folder_name(value: str) -> bool:
+    """Whether ``value`` names one folder inside another: not empty, not ``.``/``..``, no separator."""
+    return value not in ("", ".", "..") and "/" not in value and "\\" not in value
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temp file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)

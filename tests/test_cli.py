@@ -233,6 +233,13 @@ def test_run_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
         make_config({"name": "a/b"})
 
 
+def test_one_folder_name_rule_for_train_s_name_and_search_s_name() -> None:
+    from byol_tune.io import is_folder_name
+
+    names = ("run", "a.b", "..x", "", ".", "..", "a/b", "/a", "a\\b")
+    assert [is_folder_name(n) for n in names] == [True, True, True, False, False, False, False, False, False]
+
+
 def test_unreadable_config_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from byol_tune.config import read_yaml_mapping
 

@@ -20,7 +20,7 @@ from byol_tune.cli import OneLineParser, add_set_flag
 from byol_tune.config import parse_overrides, save_config
 from byol_tune.core.data import absolute_data_dir, check_batch_size, load_splits
 from byol_tune.errors import ConfigError
-from byol_tune.io import atomic_write_text, fresh_dir
+from byol_tune.io import atomic_write_text, fresh_dir, is_folder_name
 from byol_tune.search import results
 from byol_tune.search.ray_train import Resources, init_ray
 from byol_tune.search.report import rank, trials_csv, write_reports
@@ -327,7 +327,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--workers-per-trial: must be >= 1, got {args.workers_per_trial}")
     if args.dashboard_port is not None and not 1 <= args.dashboard_port <= 65535:
         raise ConfigError(f"--dashboard-port: must be 1-65535, got {args.dashboard_port}")
-    if args.name in ("", ".", "..") or Path(args.name).name != args.name:
+    if not is_folder_name(args.name):
         raise ConfigError(f"--name: a folder name inside --storage-path, without '/', got {args.name!r}")
     storage = Path(args.storage_path).expanduser()
     existing = next((p for p in (storage, *storage.parents) if p.exists()), None)
