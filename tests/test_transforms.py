@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
+from torch import Tensor
 from torchvision.transforms.v2 import functional as tvF
 
-from byol_tune.parts.pixel_ops import adjust_hue, hsv_to_rgb, mod6, rgb_to_hsv, select, solarize
+from byol_tune.parts.pixel_ops import adjust_hue, mod6, select, solarize
 from byol_tune.parts.transforms import (
     BatchViewAugment,
     PilTwoViews,
@@ -129,6 +130,29 @@ def test_per_sample_randomness() -> None:
     for params in (ViewParams(), replace(OFF, jitter_p=1.0)):
         out = _view(params)(x, torch.Generator().manual_seed(0))
         assert not torch.allclose(out[0], out[1]), params
+
+
+def rgb_to_hsv(x: Tensor) -> Tensor:
+    """Reference (unfused) batched RGB -> HSV, all channels in [0, 1]; (B, 3, H, W) -> (B, 3, H, W)."""
+    maxc, _ = x.max(dim=1)  # (B, H, W)
+    delta = maxc - x.min(dim=1).values
+    s = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    rc, gc, bc = ((maxc.unsqueeze(1) - x) / safe.unsqueeze(1)).unbind(1)
+    r, g, _ = x.unbind(1)
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    return torch.stack((torch.remainder(h / 6.0, 1.0), s, maxc), dim=1)
+
+
+def hsv_to_rgb(hsv: Tensor) -> Tensor:
+    """Reference (unfused) batched HSV -> RGB, (B, 3, H, W) -> (B, 3, H, W).
+
+    c_n = v - v*s*clamp(min(k, 4-k), 0, 1) with k = (n + 6h) mod 6 and n = 5, 3, 1 for R, G, B.
+    """
+    h, s, v = hsv.unsqueeze(2).unbind(1)  # each (B, 1, H, W)
+    n = torch.tensor([5.0, 3.0, 1.0], device=hsv.device, dtype=hsv.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + 6.0 * h, 6.0)  # (B, 3, H, W)
+    return v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
 
 
 def test_hsv_round_trip_and_zero_hue_shift() -> None:

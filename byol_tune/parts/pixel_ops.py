@@ -19,34 +19,12 @@ def gray(x: Tensor) -> Tensor:
     return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(1)
 
 
-def rgb_to_hsv(x: Tensor) -> Tensor:
-    """Batched RGB -> HSV, all channels in [0, 1]; (B, 3, H, W) -> (B, 3, H, W)."""
-    maxc, _ = x.max(dim=1)  # (B, H, W)
-    delta = maxc - x.min(dim=1).values
-    s = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = ((maxc.unsqueeze(1) - x) / safe.unsqueeze(1)).unbind(1)
-    r, g, _ = x.unbind(1)
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    return torch.stack((torch.remainder(h / 6.0, 1.0), s, maxc), dim=1)
-
-
-def hsv_to_rgb(hsv: Tensor) -> Tensor:
-    """Batched HSV -> RGB, (B, 3, H, W) -> (B, 3, H, W).
-
-    c_n = v - v*s*clamp(min(k, 4-k), 0, 1) with k = (n + 6h) mod 6 and n = 5, 3, 1 for R, G, B.
-    """
-    h, s, v = hsv.unsqueeze(2).unbind(1)  # each (B, 1, H, W)
-    n = torch.tensor([5.0, 3.0, 1.0], device=hsv.device, dtype=hsv.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(n + 6.0 * h, 6.0)  # (B, 3, H, W)
-    return v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
-
-
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     """Rotate hue by a per-sample ``shift`` (B,) in [-0.5, 0.5]; (B, 3, H, W) -> (B, 3, H, W).
 
-    Fused ``hsv_to_rgb(rgb_to_hsv(x))`` with h += shift: v = max and v*s = max - min, so only h is
-    needed.
+    The RGB -> HSV -> RGB round trip with h += shift, fused: v = max and v*s = max - min, so only h is
+    needed; c_n = v - v*s*clamp(min(k, 4-k), 0, 1) with k = (n + 6h) mod 6 and n = 5, 3, 1 for R, G, B.
+    (tests/test_transforms.py keeps the unfused round trip as its reference.)
     """
     r, g, b = x.unbind(1)  # each (B, H, W)
     # elementwise max/min: aminmax over the 3-channel dim ran 10x slower on a CPU
