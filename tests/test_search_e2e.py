@@ -183,6 +183,13 @@ def test_search_where_every_trial_diverges_says_why_and_keeps_the_record(tmp_pat
     for row in rows:  # the message, not the class's traceback line
         assert row["error"].startswith("learning_rate ") and "training diverged by epoch 1" in row["error"]
     assert not (experiment / "best_config.yaml").exists()
+    # Tune retries a failed trial once (max_failures=1): the retry repeated the divergence from the
+    # trial's failed.txt instead of training again, so each trial logged one run to TensorBoard
+    trials = sorted(experiment.glob("train_driver_fn_*"))
+    assert len(trials) == 2
+    for trial in trials:
+        assert "training diverged by epoch 1" in (trial / "failed.txt").read_text()
+        assert len(list((trial / "tensorboard").glob("events.out.tfevents.*"))) == 1, trial
 
 
 def _finished_trials(experiment: Path, epochs: int) -> set[str]:

@@ -10,13 +10,19 @@ from typing import Any
 
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig
-from byol_tune.errors import ConfigError
+from byol_tune.errors import ByolTuneError, ConfigError, DivergedError, reraised
+from byol_tune.io import atomic_write_text
 from byol_tune.search.ray_train import Resources, make_torch_trainer, train_in_trial
 from byol_tune.search.space import SearchSpace
 
 TRIAL_RUN_NAME = "train"  # the TorchTrainer run inside each trial's folder
 MODE = "max"  # every objective in metrics.OBJECTIVES is better higher
 TPE_STARTUP_TRIALS = 10  # random trials before TPE models the results (Optuna's default)
+# A trial that failed with one of these (its config and seed decide them) writes it to FAILED_FILE in its
+# folder, and a retry repeats it at once instead of training again; a DataError (a file since repaired,
+# storage that hiccuped) is retried for real.
+REPEATING_ERRORS = (DivergedError, ConfigError)
+FAILED_FILE = "failed.txt"
 
 
 @dataclass(frozen=True)
@@ -100,22 +106,31 @@ def train_driver_fn(
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    config = space.make_config(sample, overrides)
     trial_dir = Path(tune.get_context().get_trial_dir()).resolve()
-    if resources.in_trial:
-        # TensorBoard straight into the experiment: a reused trial process's own folder is not synced there
-        train_in_trial(config, str(Path(experiment) / trial_dir.name), resources)
-        return
-    trainer = make_torch_trainer(
-        config,
-        resources,
-        storage_path=str(trial_dir),  # deterministic per trial, so a restored trial resumes its run
-        name=TRIAL_RUN_NAME,
-        log_dir=str(trial_dir),
-        callbacks=[TuneReportCallback()],
-        objective=objective,
-    )
-    trainer.fit()
+    failed = trial_dir / FAILED_FILE
+    if failed.is_file():  # retried (Tune's max_failures, or --resume): the same config and seed fail alike
+        raise reraised(failed.read_text()) or ConfigError(f"{failed}: unreadable")
+    try:
+        config = space.make_config(sample, overrides)
+        if resources.in_trial:
+            # TensorBoard straight into the experiment: a reused trial process's folder is not synced there
+            train_in_trial(config, str(Path(experiment) / trial_dir.name), resources)
+            return
+        trainer = make_torch_trainer(
+            config,
+            resources,
+            storage_path=str(trial_dir),  # deterministic per trial, so a restored trial resumes its run
+            name=TRIAL_RUN_NAME,
+            log_dir=str(trial_dir),
+            callbacks=[TuneReportCallback()],
+            objective=objective,
+        )
+        trainer.fit()
+    except Exception as exc:  # a Train worker's error arrives as its traceback's text
+        error = exc if isinstance(exc, ByolTuneError) else reraised(str(exc))
+        if isinstance(error, REPEATING_ERRORS):
+            atomic_write_text(failed, f"byol_tune.errors.{type(error).__name__}: {error}")
+        raise
 
 
 def build_tuner(
