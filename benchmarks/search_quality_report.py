@@ -365,6 +365,7 @@ def previous_round(results: Path, past: Round, at_epoch: int) -> list[str]:
         "",
         *summary_table(runs),
         "",
+        *tpe_against_random(runs),
         *retrain_leads(runs, runs.get("lightly", {})),
         "",
         *(
@@ -373,6 +374,7 @@ def previous_round(results: Path, past: Round, at_epoch: int) -> list[str]:
                 "",
                 *summary_table(longer),
                 "",
+                *tpe_against_random(longer),
                 *retrain_leads(longer, runs.get("lightly", {})),
                 "",
             ]
