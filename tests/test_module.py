@@ -74,6 +74,26 @@ def test_minerva_constructor_and_helpers() -> None:
     assert model.hparams["optimizer"] == "SGD"
 
 
+def test_optimizer_class_keeps_biases_and_norms_undecayed() -> None:
+    """An optimizer class (minerva, quadra) gets the same two groups as the named ones: biases and norm
+    weights without decay, the rest with optimizer_kwargs' weight decay, else the module's, else the
+    class's own default."""
+
+    def decays(**kwargs: object) -> list[tuple[int, float]]:
+        optimizer = _tiny_model(lr_scheduler=None, **kwargs).configure_optimizers()
+        return [(len(g["params"]), g["weight_decay"]) for g in optimizer.param_groups]
+
+    sgd = torch.optim.SGD
+    # conv + 2 linear weights per head: 5 decayed; conv bias, BN weight/bias, head BN weights/biases: 9
+    assert decays(optimizer=sgd, optimizer_kwargs={"weight_decay": 0.1}) == [(5, 0.1), (9, 0.0)]
+    assert decays(optimizer=sgd, weight_decay=0.05) == [(5, 0.05), (9, 0.0)]
+    assert decays(optimizer=torch.optim.AdamW) == [(5, 0.01), (9, 0.0)]  # AdamW's default
+    assert decays(optimizer=sgd, optimizer_kwargs={"weight_decay": 0.1}, exclude_bias_norm=False) == [
+        (14, 0.1)
+    ]
+    assert decays(optimizer="sgd", weight_decay=0.05) == [(5, 0.05), (9, 0.0)]  # the named path alike
+
+
 def test_target_follows_ema_of_online_after_each_step() -> None:
     model = _tiny_model(
         learning_rate=0.1,

@@ -264,9 +264,15 @@ class BYOL(L.LightningModule):
                 self.optimizer, groups, self.learning_rate, hp.weight_decay, hp.sgd_momentum
             )
         else:
+            # biases and norms (exclude_bias_norm) keep no decay; the rest takes optimizer_kwargs' weight
+            # decay, else the module's when set, else the optimizer class's own default
+            given = self.optimizer_kwargs.get("weight_decay", hp.weight_decay or None)
             for group in groups:
-                group.pop("lars_exclude", None)
+                if group.pop("lars_exclude", False):
+                    continue
                 group.pop("weight_decay", None)
+                if given is not None:
+                    group["weight_decay"] = given
             optimizer_cls: Any = self.optimizer
             optimizer = optimizer_cls(groups, lr=self.learning_rate, **self.optimizer_kwargs)
         scheduler = self._scheduler(optimizer)
