@@ -258,3 +258,26 @@ def test_step_interval_lr_warmup_then_cosine() -> None:
     # 8 steps, 4 warm-up steps: (k+1)/5 of the LR, then cosine over the remaining 4
     assert lrs[:4] == pytest.approx([0.02, 0.04, 0.06, 0.08])
     assert lrs[4:] == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])
+
+
+@pytest.mark.parametrize("max_epochs", [-1, 3])
+def test_warmup_counts_epochs_of_the_loader_when_max_steps_ends_the_run(max_epochs: int) -> None:
+    """Trainer(max_steps=6), 4 steps an epoch: one warm-up epoch is 4 steps whether max_epochs is unset
+    (-1) or longer than max_steps allows; the cosine then spans the 2 steps left."""
+    model = _tiny_model(learning_rate=0.1, warmup_epochs=1)
+    lrs: list[float] = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = quiet_trainer(max_epochs=max_epochs, max_steps=6, callbacks=[Record()])
+    trainer.fit(model, _views_loader(n=32, batch=8))
+    assert lrs == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1, 0.05])
+    assert model.schedule_steps() == 6
+
+
+def test_endless_run_has_no_schedule_length() -> None:
+    model = _tiny_model()
+    with pytest.raises(ValueError, match=r"^lr_scheduler 'warmup_cosine': an endless run \(no max_epochs"):
+        quiet_trainer(max_epochs=-1).fit(model, _views_loader())

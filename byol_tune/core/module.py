@@ -253,7 +253,24 @@ class BYOL(L.LightningModule):
     def schedule_steps(self) -> int:
         if self.schedule_length is not None:
             return self.schedule_length
-        return max(1, int(self.trainer.estimated_stepping_batches))
+        return self._run_steps("schedule (tau's)")
+
+    def _run_steps(self, what: str) -> int:
+        """The optimizer steps of the whole run, which a schedule spans unless given its own length."""
+        steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(steps):
+            raise ValueError(f"{what}: an endless run (no max_epochs or max_steps) has no length to span")
+        return max(1, int(steps))
+
+    def _steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch (Lightning's count for each device, over the accumulation)."""
+        trainer = self.trainer
+        if trainer.train_dataloader is None:  # as estimated_stepping_batches does when max_epochs is set
+            trainer.fit_loop.setup_data()
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches):
+            raise ValueError("warmup_epochs: a train loader without a length has no epochs")
+        return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
 
     def configure_optimizers(self) -> Any:
         hp: Any = self.hparams
@@ -291,12 +308,12 @@ class BYOL(L.LightningModule):
             return self.lr_scheduler(optimizer, **self.lr_scheduler_kwargs)
         if self.lr_scheduler not in ("warmup_cosine", "constant"):
             raise ValueError(f"lr_scheduler: unknown name {self.lr_scheduler!r}")
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = max(1, self.trainer.max_epochs or 1)
-        if hp.lr_scheduler_interval == "epoch":
-            warmup, total = math.ceil(hp.warmup_epochs), epochs
+        total = self._run_steps(f"lr_scheduler {self.lr_scheduler!r}")
+        per_epoch = self._steps_per_epoch()
+        if hp.lr_scheduler_interval == "epoch":  # max_steps may end the run before max_epochs
+            warmup, total = math.ceil(hp.warmup_epochs), math.ceil(total / per_epoch)
         else:
-            warmup = round(hp.warmup_epochs * total / epochs)
+            warmup = round(hp.warmup_epochs * per_epoch)
         cosine = self.lr_scheduler == "warmup_cosine"
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, warmup, total, cosine)
