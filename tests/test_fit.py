@@ -10,16 +10,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import pytest
 import torch
 import yaml
 from formats import write_cifar10, write_cifar100, write_image_folder, write_stl10, write_vectors
 from tiny import TINY
+from torch.utils.data import DataLoader, TensorDataset
 
 from byol_tune import metrics
 from byol_tune.config import load_config, make_config, shipped_configs
+from byol_tune.core.build import build_run
 from byol_tune.core.fit import fit, load_backbone_state
-from byol_tune.errors import DivergedError
+from byol_tune.errors import ConfigError, DivergedError
 from byol_tune.parts.momentum import tau_at
 
 
@@ -84,15 +87,32 @@ def test_run_folder_records_the_precision_that_ran(tmp_path: Path, asked: str, r
     assert load_config(result.run_dir / "config.yaml").precision == ran
 
 
-@pytest.mark.parametrize(("precision", "dtype"), [("bf16-true", torch.bfloat16), ("64-true", torch.float64)])
-def test_true_precisions_train_the_model_in_their_dtype(tmp_path: Path, precision: str, dtype: Any) -> None:
+def test_true_precision_trains_the_model_in_its_dtype(tmp_path: Path) -> None:
     """Lightning's *-true precisions cast the model only: the views augmented in the step (float32) and
     the evaluation's images follow the backbone's dtype."""
-    config = {**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "precision": precision}
+    config = {**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "precision": "64-true"}
     result = fit(config, progress_bar=False)
     state = load_backbone_state(result.run_dir / "backbone.pt")
-    assert {v.dtype for v in state.values() if v.is_floating_point()} == {dtype}
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float64}
     assert math.isfinite(result.metrics[metrics.LOSS]) and 0 <= result.metrics[metrics.KNN_TOP1] <= 100
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true"])
+def test_half_true_precisions_are_refused_the_target_would_stay(tmp_path: Path, precision: str) -> None:
+    """A bfloat16 or float16 target network cannot take EMA steps of (1 - tau) x a small gap: refused
+    by the config, before any run folder, and by the module for a Trainer of one's own."""
+    with pytest.raises(
+        ConfigError, match=r"^config: precision: the target network's EMA steps are too small for half"
+    ):
+        fit({**TINY, "output_dir": str(tmp_path), "precision": precision}, progress_bar=False)
+    assert not any(tmp_path.iterdir())
+    model = build_run(make_config({**TINY, "linear_probe": False})).module
+    trainer = L.Trainer(
+        max_epochs=1, precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    loader = DataLoader(TensorDataset(torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)), batch_size=4)
+    with pytest.raises(ValueError, match=r"^precision: torch\.(bfloat16|float16): the target network's EMA"):
+        trainer.fit(model, loader)
 
 
 def test_diverged_training_is_one_clear_error(tmp_path: Path) -> None:

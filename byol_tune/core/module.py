@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from byol_tune import metrics
+from byol_tune.config import HALF_TRUE_REASON
 from byol_tune.parts import momentum
 from byol_tune.parts.backbones import backbone_features, feature_dim
 from byol_tune.parts.heads import MLPHead
@@ -157,7 +158,7 @@ class BYOL(L.LightningModule):
         return backbone_features(backbone, x) if self.pool_features else _unwrap(backbone(x))
 
     def _backbone_input(self, backbone: nn.Module, x: Tensor) -> Tensor:
-        """Floats in ``backbone``'s dtype (``precision: bf16-true`` casts the model, not the views made
+        """Floats in ``backbone``'s dtype (``precision: 64-true`` casts the model, not the views made
         here), image batches in NHWC memory format when ``channels_last`` is on; no copy if already so."""
         weight = next(backbone.parameters(), None)
         dtype = weight.dtype if weight is not None and x.is_floating_point() else x.dtype
@@ -246,6 +247,9 @@ class BYOL(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.target_update = None  # gather again: the modules may have moved or changed since
+        dtypes = {p.dtype for p in self.backbone_momentum.parameters()}
+        if dtypes & {torch.bfloat16, torch.float16}:  # Lightning's bf16-true / 16-true casts the module
+            raise ValueError(f"precision: {', '.join(map(str, sorted(dtypes, key=str)))}: {HALF_TRUE_REASON}")
 
     def tau_at(self, step: int) -> float:
         return momentum.tau_at(step, self.tau_base, self.schedule_steps(), self.cosine_tau)
