@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tiny import assert_ranks_identical
 
 from byol_tune import metrics
@@ -23,6 +24,9 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_ranks_identical(tmp_path)
+    # seeded alike for one starting model, the ranks then draw their views from different random states
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert not torch.equal(rank0["rng"], rank1["rng"])
     # one run folder shared by both ranks, with rank 0's outputs
     runs = list((tmp_path / "runs").iterdir())
     assert [r.name for r in runs] == ["byol"]

@@ -44,14 +44,21 @@ def quiet_trainer(max_epochs: int = 1, **kwargs: Any) -> L.Trainer:
 
 
 class DumpWeights(L.Callback):
-    """At the end of fit, every rank saves its module's state_dict and tau to ``out/rank{N}.pt``."""
+    """At the end of fit, every rank saves its module's state_dict and tau to ``out/rank{N}.pt``, with
+    the random state its first training batch started from (which the on-device views are drawn from)."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
+        self.rng: torch.Tensor | None = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+        if self.rng is None:
+            self.rng = torch.get_rng_state()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
-        torch.save({"state": state, "tau": pl_module.tau}, self.out / f"rank{trainer.global_rank}.pt")
+        dump = {"state": state, "tau": pl_module.tau, "rng": self.rng}
+        torch.save(dump, self.out / f"rank{trainer.global_rank}.pt")
 
 
 def assert_ranks_identical(out: Path) -> None:

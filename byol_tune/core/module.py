@@ -250,6 +250,10 @@ class BYOL(L.LightningModule):
         dtypes = {p.dtype for p in self.backbone_momentum.parameters()}
         if dtypes & {torch.bfloat16, torch.float16}:  # Lightning's bf16-true / 16-true casts the module
             raise ValueError(f"precision: {', '.join(map(str, sorted(dtypes, key=str)))}: {HALF_TRUE_REASON}")
+        if self.trainer.world_size > 1:
+            # every process was seeded alike, for one starting model; the views drawn in the step must
+            # then differ per process, as DataLoader workers' do (Lightning seeds those per rank)
+            torch.manual_seed((torch.initial_seed() + self.global_rank) % 2**63)
 
     def tau_at(self, step: int) -> float:
         return momentum.tau_at(step, self.tau_base, self.schedule_steps(), self.cosine_tau)
