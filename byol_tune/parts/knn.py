@@ -1,8 +1,9 @@
 """Weighted kNN classifier on L2-normalised features (Wu et al., 2018, Sec. 3.4).
 
 Each of the ``k`` nearest bank items (cosine similarity ``s``) votes for its class with weight
-``exp(s / temperature)``; k=200 and temperature 0.1 as in lightly and solo-learn. Queries are processed in
-chunks so that the ``(chunk, N_bank)`` similarity matrix bounds memory.
+``exp(s / temperature)``; k=200 and temperature 0.1 as in lightly's benchmarks (solo-learn's default:
+20 and 0.07). Queries are processed in chunks so that the ``(chunk, N_bank)`` similarity matrix bounds
+memory.
 """
 
 from __future__ import annotations
