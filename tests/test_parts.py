@@ -53,14 +53,17 @@ def test_tau_endpoints_midpoint_and_constant() -> None:
         momentum.tau_at(0, 1.5, 10)
 
 
-def test_cosine_schedule_minerva_signature() -> None:
-    assert momentum.cosine_schedule(0, 10, 0.996, 1.0) == pytest.approx(0.996)
-    assert momentum.cosine_schedule(10, 10, 0.996, 1.0) == 1.0
+def test_cosine_schedule_is_lightly_s_value_for_value() -> None:
+    """lightly 1.6's cosine_schedule reaches end_value at max_steps - 1 (its values, computed there)."""
+    assert momentum.cosine_schedule(0, 10, 0.996, 1.0) == 0.996
+    assert momentum.cosine_schedule(4, 10, 0.996, 1.0) == 1.0 - 0.004 * (math.cos(math.pi * 4 / 9) + 1) / 2
+    assert [momentum.cosine_schedule(s, 10, 0.996, 1.0) for s in (9, 10, 50)] == [1.0, 1.0, 1.0]
+    assert momentum.cosine_schedule(0, 1, 0.9, 1.0) == momentum.cosine_schedule(0, 0, 0.9, 1.0) == 1.0
     # lightly's period: a full cycle, start -> end -> start
     cycle = [momentum.cosine_schedule(s, 10, 0.5, 1.0, period=4) for s in range(5)]
     assert cycle == pytest.approx([0.5, 0.75, 1.0, 0.75, 0.5])
     with pytest.raises(ValueError, match="max_steps"):
-        momentum.cosine_schedule(0, 0, 0.9, 1.0)
+        momentum.cosine_schedule(0, -1, 0.9, 1.0)
 
 
 def _pair() -> tuple[nn.Module, nn.Module]:

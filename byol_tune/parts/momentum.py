@@ -17,28 +17,34 @@ from torch import nn
 def cosine_schedule(
     step: int, max_steps: int, start_value: float, end_value: float, period: int | None = None
 ) -> float:
-    """Cosine ramp from ``start_value`` at ``step=0`` to ``end_value`` at ``step>=max_steps``; with
-    ``period`` (lightly's argument), a full cosine cycle every ``period`` steps instead."""
+    """lightly's (and minerva's) ``cosine_schedule``, value for value: a cosine ramp from ``start_value``
+    at ``step=0`` to ``end_value`` at ``step = max_steps - 1`` and after; with ``period``, a full cosine
+    cycle every ``period`` steps instead. The target's tau follows the paper's formula, :func:`tau_at`."""
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
+    if max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0, got {max_steps}")
     if period is not None:
         if period < 1:
             raise ValueError(f"period must be >= 1, got {period}")
         return end_value - (end_value - start_value) * (math.cos(2 * math.pi * step / period) + 1) / 2
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if step >= max_steps:
+    if max_steps <= 1 or step >= max_steps - 1:
         return end_value
-    return end_value - (end_value - start_value) * (math.cos(math.pi * step / max_steps) + 1) / 2
+    return end_value - (end_value - start_value) * (math.cos(math.pi * step / (max_steps - 1)) + 1) / 2
 
 
 def tau_at(step: int, tau_base: float, schedule_steps: int, cosine: bool = True) -> float:
-    """Target momentum at optimizer step ``step``: the paper's cosine ramp to 1, or constant."""
+    """Target momentum after ``step`` optimizer steps: the paper's cosine ramp to 1 (k/K, 1 from k = K
+    on), or constant."""
     if not 0.0 <= tau_base <= 1.0:
         raise ValueError(f"tau_base must lie in [0, 1], got {tau_base}")
+    if schedule_steps < 1:
+        raise ValueError(f"schedule_steps must be >= 1, got {schedule_steps}")
     if not cosine:
         return tau_base
-    return cosine_schedule(step, schedule_steps, tau_base, 1.0)
+    if step >= schedule_steps:
+        return 1.0
+    return 1.0 - (1.0 - tau_base) * (math.cos(math.pi * step / schedule_steps) + 1) / 2
 
 
 class TargetUpdate:
