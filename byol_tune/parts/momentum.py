@@ -99,7 +99,9 @@ class TargetUpdate:
 
 
 def update_momentum(model: nn.Module, model_ema: nn.Module, m: float) -> None:
-    """lightly's and minerva's ``update_momentum(model, model_ema, m)``: one :class:`TargetUpdate`."""
+    """lightly's and minerva's ``update_momentum(model, model_ema, m)``: one :class:`TargetUpdate`.
+    Unlike lightly's, it also copies the buffers (BatchNorm running statistics): a target used in eval
+    mode then normalises with the online network's statistics, not with stale ones of its own."""
     TargetUpdate([(model, model_ema)])(m)
 
 
