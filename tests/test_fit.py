@@ -219,4 +219,7 @@ def test_resume_that_cannot_continue_is_one_line_and_writes_nothing(tmp_path: Pa
             fit(config, resume_from=first.last_checkpoint, progress_bar=False)
     assert [p.name for p in tmp_path.iterdir()] == [first.run_dir.name]  # no run folder for a refusal
     resumed = fit({**TINY, "max_epochs": 2, "output_dir": str(tmp_path)}, first.last_checkpoint, False)
-    assert [h["epoch"] for h in resumed.history][-1] == 2
+    assert [h["epoch"] for h in resumed.history] == [1, 2]  # the first run's evaluation came along
+    assert resumed.history[0] == first.history[0]
+    saved = json.loads((resumed.run_dir / "metrics.json").read_text())
+    assert [h["epoch"] for h in saved["history"]] == [1, 2]

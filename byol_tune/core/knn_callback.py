@@ -47,6 +47,13 @@ class KNNCallback(L.Callback):
         self.batch_size = batch_size
         self.history: list[dict[str, float]] = []
 
+    def state_dict(self) -> dict[str, Any]:
+        """The evaluations so far, saved in checkpoints: a resumed run's history starts at epoch 1."""
+        return {"history": [dict(h) for h in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(h) for h in state_dict.get("history", [])]
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
         last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
