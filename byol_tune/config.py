@@ -101,7 +101,7 @@ class BYOLConfig(BaseModel):
     # evaluation
     eval_every: int = Field(2, ge=1, description="kNN evaluation every N epochs and at the end")
     knn_k: int = Field(200, ge=1)
-    knn_temperature: float = Field(0.1, gt=0)
+    knn_temperature: float = Field(0.1, ge=0.0125)  # parts.knn.MIN_TEMPERATURE: exp(1 / T) in float32
     linear_probe: bool = True
 
     # speed: each changes numerics a little, so each is off (benchmarks/README.md, RESULTS.md)

@@ -233,6 +233,12 @@ def test_run_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
         make_config({"name": "a/b"})
 
 
+def test_config_refuses_a_knn_temperature_whose_votes_overflow() -> None:
+    with pytest.raises(ConfigError, match=r"knn_temperature: .*greater than or equal to 0.0125"):
+        make_config({"knn_temperature": 0.01})
+    assert make_config({"knn_temperature": 0.0125}).knn_temperature == 0.0125
+
+
 def test_one_folder_name_rule_for_train_s_name_and_search_s_name() -> None:
     from byol_tune.io import is_folder_name
 

@@ -281,3 +281,19 @@ def test_endless_run_has_no_schedule_length() -> None:
     model = _tiny_model()
     with pytest.raises(ValueError, match=r"^lr_scheduler 'warmup_cosine': an endless run \(no max_epochs"):
         quiet_trainer(max_epochs=-1).fit(model, _views_loader())
+
+
+def test_knn_callback_evaluates_every_eval_every_epochs_and_at_the_last() -> None:
+    """max_epochs -1 (a run ended by max_steps or by hand) has no last epoch to evaluate early at."""
+    from types import SimpleNamespace
+
+    from byol_tune.core.knn_callback import KNNCallback
+
+    callback = KNNCallback(bank=[], val=[], num_classes=None, eval_every=3)  # type: ignore[arg-type]
+    evaluated: list[int] = []
+    callback.evaluate = lambda trainer, module: evaluated.append(trainer.current_epoch + 1) or {}  # type: ignore[method-assign]
+    for max_epochs in (-1, 4):
+        for epoch in range(4):
+            trainer = SimpleNamespace(current_epoch=epoch, max_epochs=max_epochs, should_stop=False)
+            callback.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    assert evaluated == [3, 3, 4]

@@ -56,7 +56,7 @@ class KNNCallback(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch  # -1: no epoch limit
         if epoch % self.eval_every == 0 or last or trainer.should_stop:
             result = self.evaluate(trainer, pl_module)
             for name, value in result.items():
