@@ -118,7 +118,6 @@ def test_ema_respects_gradient_accumulation(monkeypatch: pytest.MonkeyPatch) -> 
         learning_rate=0.1,
         input_shape=(3, 8, 8),
         tau_base=0.5,
-        cosine_tau=False,
     )
     updates: list[float] = []
     original = momentum.TargetUpdate.__call__
@@ -130,7 +129,9 @@ def test_ema_respects_gradient_accumulation(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(momentum.TargetUpdate, "__call__", counting)
     quiet_trainer(accumulate_grad_batches=2).fit(model, _views_loader(n=32, batch=8))
     assert model.trainer.global_step == 2
-    assert updates == [0.5, 0.5]  # backbone + projector together, once per real optimizer step
+    # backbone + projector together, once per real optimizer step, with tau of the cosine over those
+    # K = 2 steps (4 batches / 2 accumulated): tau_0 = 0.5, tau_1 = 0.75
+    assert updates == [tau_at(0, 0.5, 2), tau_at(1, 0.5, 2)] == [0.5, 0.75]
     assert model.target_update is not None and len(model.target_update.ema_params) == len(
         [*model.backbone.parameters(), *model.projection_head.parameters()]
     )
