@@ -7,6 +7,7 @@ import math
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 from tiny import quiet_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -298,3 +299,13 @@ def test_knn_callback_evaluates_every_eval_every_epochs_and_at_the_last() -> Non
             trainer = SimpleNamespace(current_epoch=epoch, max_epochs=max_epochs, should_stop=False)
             callback.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
     assert evaluated == [3, 3, 4]
+
+
+def test_embed_resizes_stored_images_to_eval_size() -> None:
+    """Images stored at 32 px, views trained at 16 px: evaluation sees them at 16 px too."""
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 5))
+    model = BYOL(backbone, input_shape=(3, 16, 16), mean=(0.5,) * 3, std=(0.25,) * 3, eval_size=16)
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    resized = F.interpolate(model.prepare(images), size=(16, 16), mode="bilinear", antialias=True)
+    torch.testing.assert_close(model.embed(images), backbone(resized), rtol=0, atol=0)
+    assert model.embed(images[:, :, :16, :16]).shape == (2, 5)  # already at 16: as it is

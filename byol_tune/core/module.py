@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
@@ -65,6 +66,7 @@ class BYOL(L.LightningModule):
         std: Sequence[float] | None = None,
         views_as_one_batch: bool = False,
         channels_last: bool = False,
+        eval_size: int | None = None,
     ) -> None:
         """
         Args:
@@ -87,6 +89,8 @@ class BYOL(L.LightningModule):
                 alone; with no BatchNorm, or in eval mode, the loss is the same.
             channels_last: keep image backbones and their inputs in NHWC memory format (faster
                 convolution kernels on GPUs, with bf16 especially). Same maths, other summation order.
+            eval_size: resize evaluation images (:meth:`embed`) to this side first (bilinear,
+                antialiased), for images stored at another size than the views are trained at.
         """
         super().__init__()
         # optimizer/scheduler classes are kept as attributes, not hparams, so checkpoints stay
@@ -166,8 +170,13 @@ class BYOL(L.LightningModule):
         return x.to(dtype=dtype, memory_format=layout)
 
     def embed(self, x: Tensor) -> Tensor:
-        """Clean backbone features ``(B, D)`` for evaluation; uint8 images are normalised first."""
-        return backbone_features(self.backbone, self._backbone_input(self.backbone, self.prepare(x)))
+        """Clean backbone features ``(B, D)`` for evaluation; uint8 images are normalised first, and
+        resized to ``eval_size`` when given."""
+        x = self.prepare(x)
+        size = self.hparams.get("eval_size")
+        if size and x.ndim == 4 and tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return backbone_features(self.backbone, self._backbone_input(self.backbone, x))
 
     def prepare(self, x: Tensor) -> Tensor:
         if x.dtype == torch.uint8:
