@@ -192,6 +192,11 @@ class BYOLConfig(BaseModel):
             raise ValueError(f"data_dir is required for dataset {self.dataset!r}")
         if self.dataset == "vectors" and self.backbone != "mlp":
             raise ValueError("backbone must be 'mlp' for dataset 'vectors'")
+        if self.dataset == "shapes" and self.data_dir:
+            raise ValueError(
+                f"data_dir {self.data_dir!r}: not read by dataset 'shapes' (generated in memory); "
+                "set dataset to the one stored there"
+            )
         return self
 
     def scaled_learning_rate(self) -> float:
@@ -254,12 +259,14 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or reason(exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 text)") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {reason(exc)}") from None
     if data is None:
         return {}
@@ -276,6 +283,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected key=value")
         key, raw = key.strip(), raw.strip()
+        if key in values:
+            raise ConfigError(f"--set {key}: given twice; give each key once")
         if not raw and key in BYOLConfig.model_fields and type(None) not in field_types(key):
             raise ConfigError(f"--set {key}=: empty value, and {key} cannot be null; give it a value")
         if raw and raw not in ("null", "~") and _wants_text(key):  # name=2024, precision=16: as typed

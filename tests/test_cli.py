@@ -255,9 +255,23 @@ def test_unreadable_config_file_is_one_line(tmp_path: Path, monkeypatch: pytest.
     def denied(self: Path, *args: object, **kwargs: object) -> str:
         raise PermissionError(13, "Permission denied", str(self))
 
+    binary = tmp_path / "backbone.pt"
+    binary.write_bytes(b"\xff\xfe\x00PK")
+    with pytest.raises(ConfigError, match=r"backbone\.pt: not a YAML text file \(not UTF-8 text\)$"):
+        read_yaml_mapping(binary)
     monkeypatch.setattr(Path, "read_text", denied)  # chmod 000 does not stop root
     with pytest.raises(ConfigError, match=r"c\.yaml: cannot read \(Permission denied\)$"):
         read_yaml_mapping(path)
+
+
+def test_a_key_set_twice_and_a_data_dir_shapes_would_ignore_are_refused() -> None:
+    from byol_tune.config import parse_overrides
+
+    with pytest.raises(ConfigError, match=r"^--set max_epochs: given twice; give each key once$"):
+        parse_overrides(["max_epochs=1", "seed=3", "max_epochs=2"])
+    with pytest.raises(ConfigError, match=r"data_dir 'data/cifar10': not read by dataset 'shapes'"):
+        make_config({"data_dir": "data/cifar10"})
+    assert make_config({"dataset": "shapes", "data_dir": None}).data_dir is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -34,6 +34,7 @@ def error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["--cpus-per-worker", "nan"], "--cpus-per-worker: must be a number > 0, got nan"),
         (["--gpus-per-worker", "inf"], "--gpus-per-worker: must be a number >= 0, got inf"),
         (["--workers-per-trial", "0"], "--workers-per-trial: must be >= 1, got 0"),
+        (["--searcher", "random", "--tpe-startup-trials", "3"], "--tpe-startup-trials: only with --searcher"),
         (["--dashboard-port", "-5"], "--dashboard-port: must be 1-65535, got -5"),
         (["--name", "../escape"], "--name: a folder name inside --storage-path, without '/'"),
         (["--name", ""], "--name: a folder name inside --storage-path, without '/', got ''"),

@@ -73,7 +73,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tpe-startup-trials",
         type=int,
-        default=TPE_STARTUP_TRIALS,
         help=f"random trials before TPE models the results (default {TPE_STARTUP_TRIALS}, Optuna's)",
     )
     p.add_argument("--scheduler", choices=["asha", "none"], default="asha")
@@ -124,7 +123,7 @@ def search_main(argv: list[str] | None) -> int:
         reduction_factor=budget.get("reduction_factor", 2),
         objective=args.objective,
         seed=args.seed,
-        tpe_startup_trials=args.tpe_startup_trials,
+        tpe_startup_trials=_given(args.tpe_startup_trials, TPE_STARTUP_TRIALS),
     )
     base: dict[str, Any] = {}
     if args.dataset:
@@ -325,6 +324,8 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--gpus-per-worker: must be a number >= 0, got {gpus}")
     if args.workers_per_trial < 1:
         raise ConfigError(f"--workers-per-trial: must be >= 1, got {args.workers_per_trial}")
+    if args.tpe_startup_trials is not None and args.searcher != "tpe":
+        raise ConfigError(f"--tpe-startup-trials: only with --searcher tpe, not {args.searcher}")
     if args.dashboard_port is not None and not 1 <= args.dashboard_port <= 65535:
         raise ConfigError(f"--dashboard-port: must be 1-65535, got {args.dashboard_port}")
     if not is_folder_name(args.name):
