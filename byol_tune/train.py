@@ -66,6 +66,8 @@ def _main(argv: list[str] | None) -> int:
     from byol_tune.core.fit import fit  # torch and Lightning (seconds), inside run_cli's Ctrl-C handling
 
     result = fit(config, resume_from=args.resume, progress_bar=not args.no_progress)
+    if result.global_rank != 0:  # DDP's other processes: rank 0 reports, as it wrote the files
+        return 0
     shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
     print(f"metrics: {shown}")
     if metrics.KNN_TOP1 in result.metrics:

@@ -27,3 +27,4 @@ if __name__ == "__main__":
         callbacks=[DumpWeights(out)],
     )
     (out / f"history{result.history and len(result.history)}.txt").write_text(repr(result.history))
+    (out / f"result_rank{result.global_rank}.txt").write_text(str(result.backbone_path))

@@ -31,5 +31,8 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path: Path) -> None:
     runs = list((tmp_path / "runs").iterdir())
     assert [r.name for r in runs] == ["byol"]
     assert (runs[0] / "backbone.pt").is_file()
+    # each process's FitResult says its rank (the CLI prints rank 0's only); rank 0 wrote the backbone
+    assert (tmp_path / "result_rank0.txt").read_text() == str(runs[0] / "backbone.pt")
+    assert (tmp_path / "result_rank1.txt").read_text() == "None"
     history = (tmp_path / "history2.txt").read_text()
     assert metrics.KNN_TOP1 in history

@@ -40,6 +40,7 @@ class FitResult:
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
     backbone_path: Path | None = None
+    global_rank: int = 0  # under DDP every process returns one; rank 0 wrote the files
 
 
 def _safe_load(path: str | Path, what: str) -> Any:
@@ -224,6 +225,7 @@ def fit(
         history=parts.knn.history,
         best_checkpoint=Path(checkpoint.best_model_path) if checkpoint.best_model_path else None,
         last_checkpoint=Path(last.best_model_path) if last.best_model_path else None,
+        global_rank=trainer.global_rank,
     )
     if trainer.is_global_zero:
         result.backbone_path = run_dir / "backbone.pt"
