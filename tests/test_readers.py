@@ -339,7 +339,7 @@ def test_vectors_bad_content(tmp_path: Path, case: str) -> None:
         ("missing.npz", "missing file"),
         ("dir.npz", "not a file"),
         ("f.csv", "unsupported"),
-        ("bad.npz", "unreadable"),
+        ("bad.npz", "not an .npz archive (no zip header)"),
         ("bad.pt", "unreadable"),
         ("list.pt", "expected a dict"),
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,8 @@ def _load_vector_file(path: Path) -> dict[str, Any]:
         raise _err(path, "not a file", "file")
     try:
         if path.suffix == ".npz":
+            if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and advise unpickling
+                raise _err(path, "not an .npz archive (no zip header)", "file")
             with np.load(path, allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
         if path.suffix == ".pt":
