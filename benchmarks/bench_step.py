@@ -177,7 +177,7 @@ def main() -> None:
     steps = args.steps or (1 if args.quick else 20 if cuda else 2)
     compile_on = args.compile == "on" or (args.compile == "auto" and cuda)
 
-    backbone = build_backbone(args.backbone, small_image_stem=size <= 64)
+    backbone = build_backbone(args.backbone, small_image_stem=size < 64)
     dim = feature_dim(backbone, torch.randn(2, 3, size, size))
     x0, x1 = torch.randn(2, batch, 3, size, size, device=device).unbind(0)
     flops = benchutil.count_flops(lambda: lightly_stepper(copy.deepcopy(backbone), device, dim)(x0, x1))

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from byol_tune import metrics
 from byol_tune.errors import ConfigError, reason
 from byol_tune.io import is_folder_name
 
@@ -27,7 +28,7 @@ Precision = Literal[
 # Lightning's "true" half precisions cast the whole module, the target network too, and an EMA step
 # (1 - tau) * (online - target) is then below half the spacing of bfloat16 or float16 values: the target
 # never moves (checked: 100 steps at tau 0.996 towards weights 20% away left a bfloat16 target unchanged)
-HALF_TRUE = ("bf16-true", "16-true")
+HALF_TRUE = ("bf16-true", "16-true", "transformer-engine", "transformer-engine-float16")  # TE: weights too
 HALF_TRUE_REASON = (
     "the target network's EMA steps are too small for half-precision weights, so it would never move; "
     "use bf16-mixed or 16-mixed (float32 weights, half-precision maths)"
@@ -101,7 +102,7 @@ class BYOLConfig(BaseModel):
     # evaluation
     eval_every: int = Field(2, ge=1, description="kNN evaluation every N epochs and at the end")
     knn_k: int = Field(200, ge=1)
-    knn_temperature: float = Field(0.1, ge=0.0125)  # parts.knn.MIN_TEMPERATURE: exp(1 / T) in float32
+    knn_temperature: float = Field(0.1, ge=metrics.KNN_MIN_TEMPERATURE)
     linear_probe: bool = True
 
     # speed: each changes numerics a little, so each is off (benchmarks/README.md, RESULTS.md)

@@ -13,3 +13,7 @@ TAU = "tau"
 LR = "lr"
 
 OBJECTIVES = (KNN_TOP1, RANKME)
+
+KNN_MIN_TEMPERATURE = 0.0125
+"""The smallest kNN temperature T computed: exp(1 / T) = 5.5e34, so even 6,000 votes of similarity 1 sum
+below float32's largest value (3.4e38); below about 1/88, exp alone overflows and every vote is inf."""

@@ -237,6 +237,9 @@ def test_config_refuses_a_knn_temperature_whose_votes_overflow() -> None:
     with pytest.raises(ConfigError, match=r"knn_temperature: .*greater than or equal to 0.0125"):
         make_config({"knn_temperature": 0.01})
     assert make_config({"knn_temperature": 0.0125}).knn_temperature == 0.0125
+    for precision in ("transformer-engine", "transformer-engine-float16"):  # they cast the weights too
+        with pytest.raises(ConfigError, match=r"precision: the target network's EMA steps are too small"):
+            make_config({"precision": precision})
 
 
 def test_one_folder_name_rule_for_train_s_name_and_search_s_name() -> None:

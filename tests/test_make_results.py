@@ -46,7 +46,8 @@ def test_render_reads_every_section_from_the_results_folder_it_is_given(tmp_path
     text = make_results.render({"ema": ema}, tmp_path)
     assert f"from `{tmp_path.resolve()}/*.json`" in text
     assert (
-        "Not measured yet: `python benchmarks/bench_step.py --json " + f"{tmp_path.resolve()}/step.json`."
+        "Not measured yet: `python benchmarks/bench_step.py --rounds 5 --steps 3 --json "
+        + f"{tmp_path.resolve()}/step.json`."
         in text
     )
     assert (

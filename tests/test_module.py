@@ -286,7 +286,7 @@ def test_endless_run_has_no_schedule_length() -> None:
 
 
 def test_knn_callback_evaluates_every_eval_every_epochs_and_at_the_last() -> None:
-    """max_epochs -1 (a run ended by max_steps or by hand) has no last epoch to evaluate early at."""
+    """max_epochs -1 has no last epoch to evaluate early at; a run ended by max_steps evaluates at it."""
     from types import SimpleNamespace
 
     from byol_tune.core.knn_callback import KNNCallback
@@ -294,11 +294,17 @@ def test_knn_callback_evaluates_every_eval_every_epochs_and_at_the_last() -> Non
     callback = KNNCallback(bank=[], val=[], num_classes=None, eval_every=3)  # type: ignore[arg-type]
     evaluated: list[int] = []
     callback.evaluate = lambda trainer, module: evaluated.append(trainer.current_epoch + 1) or {}  # type: ignore[method-assign]
-    for max_epochs in (-1, 4):
+    for max_epochs, max_steps in ((-1, -1), (4, -1), (-1, 8)):  # max_steps 8: 4 epochs of 2 steps
         for epoch in range(4):
-            trainer = SimpleNamespace(current_epoch=epoch, max_epochs=max_epochs, should_stop=False)
+            trainer = SimpleNamespace(
+                current_epoch=epoch,
+                max_epochs=max_epochs,
+                max_steps=max_steps,
+                global_step=2 * (epoch + 1),
+                should_stop=False,
+            )
             callback.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
-    assert evaluated == [3, 3, 4]
+    assert evaluated == [3, 3, 4, 3, 4]
 
 
 def test_embed_resizes_stored_images_to_eval_size() -> None:
@@ -308,4 +314,11 @@ def test_embed_resizes_stored_images_to_eval_size() -> None:
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     resized = F.interpolate(model.prepare(images), size=(16, 16), mode="bilinear", antialias=True)
     torch.testing.assert_close(model.embed(images), backbone(resized), rtol=0, atol=0)
-    assert model.embed(images[:, :, :16, :16]).shape == (2, 5)  # already at 16: as it is
+    small = images[:, :, :16, :16]  # already at 16: as it is
+    torch.testing.assert_close(model.embed(small), backbone(model.prepare(small)), rtol=0, atol=0)
+
+
+def test_constant_tau_needs_no_run_length() -> None:
+    model = _tiny_model(tau_base=0.99, cosine_tau=False)
+    assert model.tau_at(12) == 0.99  # no Trainer attached: no schedule length asked for
+    assert momentum.tau_at(5, 0.99, 0, cosine=False) == 0.99

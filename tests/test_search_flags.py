@@ -212,9 +212,9 @@ def test_infeasible_resources_are_refused_before_ray_starts(
         raise ConfigError("ray would start here")
 
     monkeypatch.setattr(cli, "init_ray", ray_would_start)
-    flags = ["--workers-per-trial", "2", "--cpus-per-worker", "100000", "--storage-path", str(tmp_path / "r")]
+    flags = ["--workers-per-trial", "1", "--cpus-per-worker", "100000", "--storage-path", str(tmp_path / "r")]
     assert error_of(flags, capsys).startswith(
-        "resources: one trial needs 200000 CPU and 0 GPU (2 workers x 100000 CPU / 0 GPU + 0.1 CPU for the "
+        "resources: one trial needs 100000 CPU and 0 GPU (1 worker x 100000 CPU / 0 GPU + 0.1 CPU for the "
         "trial driver) but this machine has "
     )
     assert not (tmp_path / "r").exists()
@@ -235,3 +235,14 @@ def test_a_bad_flag_value_is_one_line(capsys: pytest.CaptureFixture[str]) -> Non
         "argument --searcher: invalid choice: 'nope' (choose from 'tpe', 'random') "
         "(python -m byol_tune.search --help lists the flags)"
     )
+
+
+def test_wall_time_adds_up_over_resumes(tmp_path: Path) -> None:
+    """summary.md's wall time is the search's, first run and every --resume together."""
+    from byol_tune.search.resume import add_wall_seconds, read_state, write_state
+
+    write_state(tmp_path, ["--num-samples", "2"])
+    assert add_wall_seconds(tmp_path, 150.0) == 150.0
+    assert add_wall_seconds(tmp_path, 6.5) == 156.5
+    (tmp_path / "tuner.pkl").write_bytes(b"")
+    assert read_state(tmp_path)["argv"] == ["--num-samples", "2"]

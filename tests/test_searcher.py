@@ -97,3 +97,18 @@ def test_share_cpus_splits_what_the_drivers_leave_in_tenths() -> None:
     assert Resources.share_cpus(2.0, 2) == 0.9  # 1.9 / 2 rounded down to tenths
     assert Resources.share_cpus(16.0, 2, concurrent=3) == 2.6  # (16 - 0.3) / 6 = 2.616...
     assert Resources.share_cpus(2.0, 1, concurrent=12) == 0.1  # nothing left: the 0.1 minimum
+
+
+def test_report_evaluations_resends_nothing_after_a_restore() -> None:
+    """A trial restored from its checkpoint gets the kNN history back: what it held was reported
+    before the stop, so the first epoch without a new evaluation reports nothing."""
+    from types import SimpleNamespace
+
+    from byol_tune.search.ray_train import ReportEvaluations
+
+    sent: list[dict[str, float]] = []
+    knn = SimpleNamespace(history=[{"epoch": 2, "knn_top1": 20.0}])
+    callback = ReportEvaluations(knn, lambda row, checkpoint: sent.append(row), None)  # type: ignore[arg-type]
+    callback.on_train_start(None, None)  # type: ignore[arg-type]
+    callback.on_train_epoch_end(None, None)  # type: ignore[arg-type]
+    assert sent == []

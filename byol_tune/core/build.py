@@ -71,7 +71,8 @@ def build_module(config: BYOLConfig, info: DataInfo, augment: nn.Module | None) 
         std=info.std,
         views_as_one_batch=config.views_as_one_batch,
         channels_last=config.channels_last,
-        # in-memory images are evaluated as stored; image folders' clean transform resizes them already
+        # in-memory images stored at another size are resized for evaluation to the trained image_size;
+        # image folders' clean transform does that already
         eval_size=size if info.is_image and size != info.input_shape[-1] else None,
     )
 

@@ -38,6 +38,8 @@ class KNNCallback(L.Callback):
         super().__init__()
         if eval_every < 1:
             raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+        if not temperature >= metrics.KNN_MIN_TEMPERATURE:  # as knn_predict would, before any training
+            raise ValueError(f"temperature must be >= {metrics.KNN_MIN_TEMPERATURE}, got {temperature}")
         self.bank = bank
         self.val = val
         self.num_classes = num_classes
@@ -56,7 +58,9 @@ class KNNCallback(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch  # -1: no epoch limit
+        last = (trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch) or (  # -1: no limit
+            0 < trainer.max_steps <= trainer.global_step
+        )
         if epoch % self.eval_every == 0 or last or trainer.should_stop:
             result = self.evaluate(trainer, pl_module)
             for name, value in result.items():

@@ -265,7 +265,9 @@ class BYOL(L.LightningModule):
             torch.manual_seed((torch.initial_seed() + self.global_rank) % 2**63)
 
     def tau_at(self, step: int) -> float:
-        return momentum.tau_at(step, self.tau_base, self.schedule_steps(), self.cosine_tau)
+        if not self.cosine_tau:  # a constant tau needs no run length
+            return momentum.tau_at(step, self.tau_base, 1, cosine=False)
+        return momentum.tau_at(step, self.tau_base, self.schedule_steps())
 
     def schedule_steps(self) -> int:
         if self.schedule_length is not None:
@@ -326,11 +328,10 @@ class BYOL(L.LightningModule):
         if self.lr_scheduler not in ("warmup_cosine", "constant"):
             raise ValueError(f"lr_scheduler: unknown name {self.lr_scheduler!r}")
         total = self._run_steps(f"lr_scheduler {self.lr_scheduler!r}")
-        per_epoch = self._steps_per_epoch()
         if hp.lr_scheduler_interval == "epoch":  # max_steps may end the run before max_epochs
-            warmup, total = math.ceil(hp.warmup_epochs), math.ceil(total / per_epoch)
-        else:
-            warmup = round(hp.warmup_epochs * per_epoch)
+            warmup, total = math.ceil(hp.warmup_epochs), math.ceil(total / self._steps_per_epoch())
+        else:  # no warm-up needs no epoch length (a loader without one trains by max_steps)
+            warmup = round(hp.warmup_epochs * self._steps_per_epoch()) if hp.warmup_epochs else 0
         cosine = self.lr_scheduler == "warmup_cosine"
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, warmup, total, cosine)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-MIN_TEMPERATURE = 0.0125  # exp(1 / T) = 5.5e34: even 6,000 such votes sum below float32's 3.4e38
+from byol_tune.metrics import KNN_MIN_TEMPERATURE
 
 
 def top_k(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -63,10 +63,10 @@ def knn_predict(
     """Class ranking per query, best first: ``(Q, num_classes)`` of class indices."""
     if bank.shape[0] == 0:
         raise ValueError("kNN bank is empty")
-    if not temperature >= MIN_TEMPERATURE:
+    if not temperature >= KNN_MIN_TEMPERATURE:
         raise ValueError(
-            f"knn temperature must be >= {MIN_TEMPERATURE} (exp(similarity / temperature) overflows float32 "
-            f"below about 1/88), got {temperature}"
+            f"knn temperature must be >= {KNN_MIN_TEMPERATURE} (exp(similarity / temperature) overflows "
+            f"float32 below about 1/88), got {temperature}"
         )
     k = min(k, bank.shape[0])
     bank = F.normalize(bank.float(), dim=1)  # (N, D)

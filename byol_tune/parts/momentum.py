@@ -38,10 +38,10 @@ def tau_at(step: int, tau_base: float, schedule_steps: int, cosine: bool = True)
     on), or constant."""
     if not 0.0 <= tau_base <= 1.0:
         raise ValueError(f"tau_base must lie in [0, 1], got {tau_base}")
-    if schedule_steps < 1:
-        raise ValueError(f"schedule_steps must be >= 1, got {schedule_steps}")
     if not cosine:
         return tau_base
+    if schedule_steps < 1:
+        raise ValueError(f"schedule_steps must be >= 1, got {schedule_steps}")
     if step >= schedule_steps:
         return 1.0
     return 1.0 - (1.0 - tau_base) * (math.cos(math.pi * step / schedule_steps) + 1) / 2

@@ -24,7 +24,7 @@ from byol_tune.io import atomic_write_text, fresh_dir, is_folder_name
 from byol_tune.search import results
 from byol_tune.search.ray_train import Resources, init_ray
 from byol_tune.search.report import rank, trials_csv, write_reports
-from byol_tune.search.resume import SPACE_COPY, read_state, write_state
+from byol_tune.search.resume import SPACE_COPY, add_wall_seconds, read_state, write_state
 from byol_tune.search.space import SEARCH_SETS, SearchSpace, load_space, space_names
 from byol_tune.search.tuner import (
     TPE_STARTUP_TRIALS,
@@ -201,6 +201,7 @@ def _run(
         tuner = build_tuner(space, settings, resources, overrides, experiment.parent, experiment.name)
     grid, interrupted = _fit_noting_interrupt(tuner)
     records = results.records_from_grid(grid, settings.objective)
+    wall_seconds = add_wall_seconds(experiment, time.perf_counter() - start)  # this run's and earlier runs'
     if interrupted:  # Tune saved its state and returned as if done: report nothing as the search's best
         done = sum(math.isfinite(r.best(settings.objective)) for r in records)
         print(
@@ -226,7 +227,7 @@ def _run(
     best_path = experiment / "best_config.yaml"
     save_config(best_config, best_path)
     written = write_reports(
-        records, settings.objective, settings.max_epochs, experiment, best_path, time.perf_counter() - start
+        records, settings.objective, settings.max_epochs, experiment, best_path, wall_seconds
     )
     print(results.table(records, settings.objective, settings.max_epochs))
     best, worst = ranked[0], ranked[-1]

@@ -87,6 +87,9 @@ class ReportEvaluations(L.Callback):
         self.knn, self.report, self.checkpoint_cls = knn, report, checkpoint_cls
         self.reported = 0
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.reported = len(self.knn.history)  # a restored run's evaluations went to Tune before it stopped
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if len(self.knn.history) == self.reported:
             return

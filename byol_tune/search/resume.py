@@ -22,6 +22,15 @@ def write_state(experiment: Path, argv: list[str]) -> None:
     atomic_write_text(experiment / STATE_FILE, yaml.safe_dump(state))
 
 
+def add_wall_seconds(experiment: Path, seconds: float) -> float:
+    """Add one run's wall time (the first, or a ``--resume``) to the experiment's record; the total."""
+    state_file = experiment / STATE_FILE
+    state = yaml.safe_load(state_file.read_text())
+    total = float(state.get("wall_seconds", 0.0)) + seconds
+    atomic_write_text(state_file, yaml.safe_dump({**state, "wall_seconds": total}))
+    return total
+
+
 def read_state(experiment: Path) -> dict[str, Any]:
     """``write_state``'s record, checked, from a folder where Tune also saved its own state."""
     state_file = experiment / STATE_FILE
@@ -38,6 +47,7 @@ def read_state(experiment: Path) -> dict[str, Any]:
         or not isinstance(state.get("argv"), list)
         or not all(isinstance(a, str) for a in state["argv"])
         or not isinstance(state.get("cwd", ""), str)
+        or not isinstance(state.get("wall_seconds", 0.0), float | int)
     ):
         raise ConfigError(f"--resume {state_file}: unreadable experiment state")
     if not (experiment / TUNER_FILE).is_file():

@@ -107,7 +107,9 @@ def train_driver_fn(
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_dir = Path(tune.get_context().get_trial_dir()).resolve()
-    failed = trial_dir / FAILED_FILE
+    # in the experiment's own folder: Ray's trial folder is a staging copy that a reused trial process or a
+    # --resume (a new Ray session) does not see again
+    failed = Path(experiment) / trial_dir.name / FAILED_FILE
     if failed.is_file():  # retried (Tune's max_failures, or --resume): the same config and seed fail alike
         raise reraised(failed.read_text()) or ConfigError(f"{failed}: unreadable")
     try:
