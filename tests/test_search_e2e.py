@@ -303,6 +303,32 @@ def test_local_cluster_ignores_a_stale_address(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_ctrl_c_stops_the_final_training_with_one_line(tmp_path: Path) -> None:
+    """Ray Train's own Ctrl-C handler ended --from-search with exit code 1 and no word; it is exit 130
+    and one line naming the unfinished folder."""
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    save_config(make_config({"max_epochs": 40, "linear_probe": False}), experiment / "best_config.yaml")
+    args = [sys.executable, "-m", "byol_tune.train", "--from-search", str(experiment)]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while (
+        not list(experiment.glob("final/tensorboard/*"))
+        and time.monotonic() < deadline
+        and proc.poll() is None
+    ):
+        time.sleep(1)  # a worker is training: epoch 1 of 40
+    assert proc.poll() is None, "the final training ended before the interrupt"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert stderr.splitlines()[-1] == (
+        f"interrupted: the final training in {experiment / 'final'} stopped before it finished; no model "
+        "exported there"
+    )
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_stops_the_search_without_a_best_config(tmp_path: Path, signum: int) -> None:
     """Tune takes the first Ctrl-C and returns as if finished; the search must not report a best. A

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,11 @@ def train_best(
             config, resources, storage_path=str(folder), name="train", log_dir=str(folder)
         )
         try:
-            result = trainer.fit()
+            result = _fit_interruptibly(trainer)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"the final training in {folder} stopped before it finished; no model exported there"
+            ) from None
         except ray.train.TrainingFailedError as exc:  # a worker's user error (an unreadable image): its line
             error = reraised(str(exc))
             if error is None:
@@ -88,6 +93,28 @@ def train_best(
     finally:
         ray.shutdown()
     return export(config, state["state_dict"], folder)
+
+
+def _fit_interruptibly(trainer: Any) -> Any:
+    """``trainer.fit()`` in a helper thread. Ray Train registers its own Ctrl-C handler when it runs in
+    the main thread, and that ends the process with exit code 1 and no word of what happened; from
+    here a Ctrl-C stays a KeyboardInterrupt of the main thread, and the caller's ``ray.shutdown()``
+    stops the run."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # handed to the main thread as it is
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="final-training", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)  # a short wait, so that a Ctrl-C is raised here promptly
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def export(config: BYOLConfig, state_dict: dict[str, torch.Tensor], folder: Path) -> FinalModel:
