@@ -142,6 +142,9 @@ def test_bad_checkpoint(tmp_path: Path) -> None:
     assert_one_line_error(run_train("--resume", str(ckpt), cwd=tmp_path), str(ckpt), "not a loadable")
     missing = tmp_path / "missing.ckpt"
     assert_one_line_error(run_train("--resume", str(missing), cwd=tmp_path), "no such checkpoint")
+    assert_one_line_error(
+        run_train("--resume", str(tmp_path), cwd=tmp_path), "a folder, not a checkpoint file"
+    )
 
 
 def test_unloadable_checkpoints_say_why_in_our_words(tmp_path: Path) -> None:
@@ -221,6 +224,10 @@ def test_shipped_config_by_name_and_override() -> None:
         ConfigError, match=r"no such config file, nor a shipped config \(byol_paper_imagenet, "
     ):
         load_config("not_a_shipped_config")
+    with pytest.raises(
+        ConfigError, match=r"^lightly_example\.yaml: no such config file; the shipped one is named"
+    ):
+        load_config("lightly_example.yaml")
 
 
 def test_run_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:

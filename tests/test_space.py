@@ -81,8 +81,12 @@ def test_bad_space_is_one_clear_error(tmp_path: Path, case: str) -> None:
 
 
 def test_missing_space_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such config file"):
+    with pytest.raises(ConfigError, match=r"^--space .*nope\.yaml: no such file$"):
         load_space(tmp_path / "nope.yaml")
+    with pytest.raises(
+        ConfigError, match=r"^--space default\.yaml: no such file; the shipped space is '--space default'$"
+    ):
+        load_space("default.yaml")
     with pytest.raises(
         ConfigError, match=r"^--space nope: no such file, nor a shipped space \(cifar10, default,"
     ):

@@ -46,6 +46,8 @@ class FitResult:
 def _safe_load(path: str | Path, what: str) -> Any:
     """``torch.load(weights_only=True)`` of ``path``, else one clear error line naming ``what``."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a {what} file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such {what} file")
     try:

@@ -166,8 +166,11 @@ def _budget(where: str, data: Any) -> dict[str, int]:
 def resolve_space_path(name: str | Path) -> Path:
     """A path, or the name of a file in ``search_spaces/`` (``default``, ``cifar10``...)."""
     path = Path(name)
-    if path.exists() or path.suffix:
+    if path.exists():
         return path
+    if path.suffix:
+        shipped = f"; the shipped space is '--space {path.stem}'" if path.stem in space_names() else ""
+        raise ConfigError(f"--space {name}: no such file{shipped}")
     if not (SPACES_DIR / f"{name}.yaml").is_file():
         raise ConfigError(f"--space {name}: no such file, nor a shipped space ({', '.join(space_names())})")
     return SPACES_DIR / f"{name}.yaml"
