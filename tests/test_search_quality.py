@@ -62,10 +62,18 @@ def test_goal_lines_from_runs() -> None:
     assert "at equal trial-epochs: **+5.0** points" in lines[0] and "**MET**" in lines[0]
     # TPE+ASHA passes random's 27.0 at its first epoch: 1 <= 4 / 2
     assert "**MET**" in lines[1] and "TPE+ASHA after 1" in lines[1]
-    assert lines[2].startswith("- The best random search + ASHA config retrained")
-    assert lines[2].endswith("26.5, i.e. +4.5 over lightly's mean: lead kept (>= +5) in 0 of 1.")
+    # the same on the mean curves (one seed here: the curves themselves)
+    assert lines[2] == (
+        "- The same goal read on the seeds' mean curves (the plot's lines): random's final mean 27.0 after 4 "
+        "trial-epochs; TPE + ASHA's mean reaches it after 1, and is 29.0 after 2 (random's: 25.0): **MET**."
+    )
+    assert lines[3].startswith("- The best random search + ASHA config retrained")
+    assert lines[3].endswith("26.5, i.e. +4.5 over lightly's mean: lead kept (>= +5) in 0 of 1.")
     runs["tpe_asha"][0] = run("tpe_asha", 0, [10.0, 20.0, 26.0, 27.0])  # reaches 27.0 only at epoch 4
-    assert "**MISSED**" in report.goals(runs)[1]
+    missed = report.goals(runs)
+    assert "**MISSED**" in missed[1] and missed[2].endswith(
+        "reaches it after 4, and is 20.0 after 2 (random's: 25.0): **MISSED**."
+    )
 
 
 def test_render_writes_table_and_plots(tmp_path: Path) -> None:
