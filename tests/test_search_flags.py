@@ -246,3 +246,15 @@ def test_wall_time_adds_up_over_resumes(tmp_path: Path) -> None:
     assert add_wall_seconds(tmp_path, 6.5) == 156.5
     (tmp_path / "tuner.pkl").write_bytes(b"")
     assert read_state(tmp_path)["argv"] == ["--num-samples", "2"]
+
+
+def test_summary_lists_best_parameters_only_when_something_was_searched(tmp_path: Path) -> None:
+    from byol_tune.search.report import TrialRecord, summary_md
+
+    history = [{"epoch": 1, "knn_top1": 30.0}]
+    searched = summary_md(
+        [TrialRecord("a", {"learning_rate": 0.001}, history)], "knn_top1", 1, tmp_path, 60.0
+    )
+    assert "## Best parameters\n\n- `learning_rate`: 0.001\n" in searched
+    fixed = summary_md([TrialRecord("a", {}, history)], "knn_top1", 1, tmp_path / "best_config.yaml", 60.0)
+    assert "Best parameters" not in fixed and "- best config: `best_config.yaml`\n\n## Trials" in fixed

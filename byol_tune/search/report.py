@@ -104,11 +104,10 @@ def summary_md(
             f"- best trial: `{best.trial_id}`, {objective} = {best.best(objective):.2f}",
             f"- worst trial: `{worst.trial_id}`, {objective} = {worst.best(objective):.2f}",
             f"- best config: `{best_config_path.name}`",
-            "",
-            "## Best parameters",
-            "",
         ]
-        lines += [f"- `{k}`: {v}" for k, v in sorted(best.params.items())]
+        if best.params:  # a space with nothing to search (fixed settings over seeds) has none
+            lines += ["", "## Best parameters", ""]
+            lines += [f"- `{k}`: {v}" for k, v in sorted(best.params.items())]
     lines += [
         "",
         "## Trials",

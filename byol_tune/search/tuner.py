@@ -187,8 +187,11 @@ def build_tuner(
 def make_searcher(settings: SearchSettings, searched: bool) -> Any:
     """Optuna TPE (random for its start-up trials), or random sampling for ``--searcher random`` or a space
     with nothing to search; at most ``max_concurrent`` trials at a time."""
+    import optuna
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" per search
 
     from byol_tune.search.searcher import RungOptunaSearch
 
