@@ -131,7 +131,9 @@ def export(config: BYOLConfig, state_dict: dict[str, torch.Tensor], folder: Path
     example = module.cpu().prepare(_example_input(parts.splits.val))
     scripted = torch.jit.trace(backbone, example)
     atomic_write(script_path, lambda tmp: torch.jit.save(scripted, str(tmp)))
-    atomic_write_text(folder / "metrics.json", json.dumps(results, indent=2))
+    # the shape of a plain run's metrics.json ({"metrics": ..., "history": ...}), without the history,
+    # which stayed with the Train workers
+    atomic_write_text(folder / "metrics.json", json.dumps({"metrics": results}, indent=2))
     return FinalModel(
         folder=folder, metrics=results, state_dict_path=state_path, torchscript_path=script_path
     )
