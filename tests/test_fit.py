@@ -69,6 +69,15 @@ def _last_scalar(folder: Path, tag: str) -> tuple[int, float]:
     return int(event.step), float(event.value)
 
 
+def test_fit_keeps_lightning_s_own_torch_deprecation_to_itself(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit({**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "linear_probe": False}, progress_bar=False)
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
+
+
 def test_second_run_never_overwrites_first(tmp_path: Path) -> None:
     config = make_config({**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "linear_probe": False})
     first = fit(config, progress_bar=False)

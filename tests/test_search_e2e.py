@@ -84,6 +84,7 @@ def test_search_cli_end_to_end(tmp_path: Path) -> None:
         "byol_tune.train", "--from-search", str(experiment), "--max-epochs", "1", cwd=tmp_path, timeout=600
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "torch.jit.trace` is deprecated" not in proc.stderr  # the documented TorchScript export
     final = experiment / "final"
     scripted = torch.jit.load(str(final / "backbone_torchscript.pt"))
     assert scripted(torch.randn(2, 3, 32, 32)).shape == (2, 256)

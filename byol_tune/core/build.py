@@ -6,6 +6,9 @@ config trains the same way everywhere.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,3 +105,12 @@ def build_run(config: BYOLConfig) -> RunParts:
 def hparams(config: BYOLConfig) -> dict[str, Any]:
     """What gets logged: every config field plus the derived, named learning rate."""
     return {**config.model_dump(), "scaled_learning_rate": config.scaled_learning_rate()}
+
+
+@contextlib.contextmanager
+def quiet_dependency_warnings() -> Iterator[None]:
+    """Around ``Trainer.fit``: Lightning 2.x on torch 2.14 warns at every fit that its own pytree code uses
+    a deprecated torch API (``isinstance(treespec, LeafSpec)``), which is for Lightning to fix, not users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+        yield

@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config, save_config
-from byol_tune.core.build import build_run, hparams
+from byol_tune.core.build import build_run, hparams, quiet_dependency_warnings
 from byol_tune.errors import ByolTuneError, CheckpointError, ConfigError, reason
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 
@@ -204,7 +204,8 @@ def fit(
     logger.log_hyperparams(hparams(config))
     on_interrupt = signal.getsignal(signal.SIGINT)
     try:
-        trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt)
+        with quiet_dependency_warnings():
+            trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt)
     except ByolTuneError as exc:  # a user error mid-run (diverged, an unreadable file): where its files are
         raise type(exc)(f"{exc} (the run so far: {run_dir})") from None
     except SystemExit as exc:

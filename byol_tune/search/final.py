@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,10 @@ def export(config: BYOLConfig, state_dict: dict[str, torch.Tensor], folder: Path
     backbone_state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
     atomic_write(state_path, lambda tmp: torch.save(backbone_state, tmp))
     example = module.cpu().prepare(_example_input(parts.splits.val))
-    scripted = torch.jit.trace(backbone, example)
-    atomic_write(script_path, lambda tmp: torch.jit.save(scripted, str(tmp)))
+    with warnings.catch_warnings():  # torch 2.14 calls TorchScript deprecated; the export is documented
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+        scripted = torch.jit.trace(backbone, example)
+        atomic_write(script_path, lambda tmp: torch.jit.save(scripted, str(tmp)))
     # the shape of a plain run's metrics.json ({"metrics": ..., "history": ...}), without the history,
     # which stayed with the Train workers
     atomic_write_text(folder / "metrics.json", json.dumps({"metrics": results}, indent=2))

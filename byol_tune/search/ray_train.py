@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config
-from byol_tune.core.build import RunParts, build_run, hparams
+from byol_tune.core.build import RunParts, build_run, hparams, quiet_dependency_warnings
 from byol_tune.core.knn_callback import KNNCallback
 from byol_tune.errors import ConfigError, reason
 
@@ -169,7 +169,8 @@ def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
     )
     trainer = prepare_trainer(trainer)
     ckpt_path = restore_path(ray.train.get_checkpoint())  # resuming: from the last reported evaluation
-    trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path)
+    with quiet_dependency_warnings():
+        trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path)
 
 
 def train_in_trial(config: BYOLConfig, log_dir: str, resources: Resources) -> None:
@@ -190,7 +191,8 @@ def train_in_trial(config: BYOLConfig, log_dir: str, resources: Resources) -> No
         accelerator="gpu" if resources.use_gpu else "cpu",
         devices=1,
     )
-    trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=restore_path(tune.get_checkpoint()))
+    with quiet_dependency_warnings():
+        trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=restore_path(tune.get_checkpoint()))
 
 
 def make_torch_trainer(
