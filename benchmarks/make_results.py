@@ -25,7 +25,6 @@ from typing import Any
 import search_quality_report
 import search_surrogate
 import tau_sweep
-import torch
 
 HERE = Path(__file__).resolve().parent
 # name -> (section title, script, its arguments besides --json/--quick)
@@ -190,8 +189,11 @@ def main() -> None:
     args = p.parse_args()
     if args.run:
         args.results.mkdir(parents=True, exist_ok=True)
-        if args.gpu and not torch.cuda.is_available():
-            raise SystemExit("--gpu: torch sees no CUDA GPU here")
+        if args.gpu:
+            import torch  # only here: rendering alone needs no torch (seconds to import)
+
+            if not torch.cuda.is_available():
+                raise SystemExit("--gpu: torch sees no CUDA GPU here")
         run(args.results, args.quick, ["--threads", str(args.threads)] if args.threads else [], args.gpu)
     found = {
         name: json.loads((args.results / f"{name}.json").read_text())
