@@ -58,7 +58,12 @@ def best_so_far(run: dict[str, Any]) -> list[float]:
 
 def epochs_to_reach(run: dict[str, Any], target: float) -> int | None:
     """Cumulative trial-epochs at which ``run``'s best-so-far first reaches ``target`` (None: never)."""
-    return next((i + 1 for i, v in enumerate(best_so_far(run)) if v >= target - 1e-9), None)
+    return first_reaching(best_so_far(run), target)
+
+
+def first_reaching(curve: list[float], target: float) -> int | None:
+    """The 1-based position where ``curve`` first reaches ``target`` (None: never)."""
+    return next((i + 1 for i, v in enumerate(curve) if v >= target - 1e-9), None)
 
 
 def config_text(config: dict[str, Any]) -> str:
@@ -128,7 +133,7 @@ def tpe_against_random(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
         )
     random_mean, tpe_mean = mean_curve(random), mean_curve(tpe)
     half, target = len(random_mean) // 2, random_mean[-1]
-    at_mean = next((i + 1 for i, v in enumerate(tpe_mean) if v >= target - 1e-9), None)
+    at_mean = first_reaching(tpe_mean, target)
     return [
         f"- TPE + ASHA reaching random search's final best in <= half the trial-epochs: "
         f"**{'MET' if ok else 'MISSED'}** ({'; '.join(reached)}).",
@@ -142,7 +147,10 @@ def tpe_against_random(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
 
 def mean_curve(runs: dict[int, dict[str, Any]]) -> list[float]:
     """Best-so-far averaged over seeds, epoch by epoch, as long as the shortest run."""
-    curves = [best_so_far(r) for r in runs.values()]
+    return mean_of([best_so_far(r) for r in runs.values()])
+
+
+def mean_of(curves: list[list[float]]) -> list[float]:
     return [statistics.mean(c[i] for c in curves) for i in range(min(len(c) for c in curves))]
 
 
@@ -423,7 +431,7 @@ def plot_curves(runs: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
         if method not in runs:
             continue
         curves = [best_so_far(r) for r in runs[method].values()]
-        mean = mean_curve(runs[method])
+        mean = mean_of(curves)
         n = len(mean)
         xs = range(1, n + 1)
         ax.plot(xs, mean, label=name)
