@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from byol_tune import metrics
 from byol_tune.core.data import eval_loader
 from byol_tune.errors import DivergedError
-from byol_tune.parts.knn import knn_accuracy
+from byol_tune.parts.knn import check_temperature, knn_accuracy
 from byol_tune.parts.probe import linear_probe
 from byol_tune.parts.rankme import rankme
 
@@ -38,8 +38,7 @@ class KNNCallback(L.Callback):
         super().__init__()
         if eval_every < 1:
             raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-        if not temperature >= metrics.KNN_MIN_TEMPERATURE:  # as knn_predict would, before any training
-            raise ValueError(f"temperature must be >= {metrics.KNN_MIN_TEMPERATURE}, got {temperature}")
+        check_temperature(temperature)  # as knn_predict would, but before any training
         self.bank = bank
         self.val = val
         self.num_classes = num_classes

@@ -18,6 +18,15 @@ from torch import Tensor
 from byol_tune.metrics import KNN_MIN_TEMPERATURE
 
 
+def check_temperature(temperature: float) -> None:
+    """Refuse a temperature whose votes exp(similarity / temperature) would overflow float32."""
+    if not temperature >= KNN_MIN_TEMPERATURE:
+        raise ValueError(
+            f"knn temperature must be >= {KNN_MIN_TEMPERATURE} (exp(similarity / temperature) overflows "
+            f"float32 below about 1/88), got {temperature}"
+        )
+
+
 def top_k(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The ``k`` largest values of each row of ``sim`` and their columns, unordered; exact.
 
@@ -63,11 +72,7 @@ def knn_predict(
     """Class ranking per query, best first: ``(Q, num_classes)`` of class indices."""
     if bank.shape[0] == 0:
         raise ValueError("kNN bank is empty")
-    if not temperature >= KNN_MIN_TEMPERATURE:
-        raise ValueError(
-            f"knn temperature must be >= {KNN_MIN_TEMPERATURE} (exp(similarity / temperature) overflows "
-            f"float32 below about 1/88), got {temperature}"
-        )
+    check_temperature(temperature)
     k = min(k, bank.shape[0])
     bank = F.normalize(bank.float(), dim=1)  # (N, D)
     query = F.normalize(query.float(), dim=1)  # (Q, D)
