@@ -324,11 +324,13 @@ def shipped_configs() -> dict[str, Path]:
 def resolve_config_path(path: str | Path) -> Path:
     """A file path, or the name of a shipped config."""
     candidate = Path(path)
-    shipped = shipped_configs()
-    if not candidate.exists() and candidate.suffix in (".yaml", ".yml") and candidate.stem in shipped:
-        raise ConfigError(f"{path}: no such config file; the shipped one is named {candidate.stem!r}")
-    if candidate.exists() or candidate.suffix:
+    if candidate.exists():
         return candidate
+    shipped = shipped_configs()
+    if candidate.suffix:
+        if candidate.suffix in (".yaml", ".yml") and candidate.stem in shipped:
+            raise ConfigError(f"{path}: no such config file; the shipped one is named {candidate.stem!r}")
+        return candidate  # read_yaml_mapping says it is missing
     if str(path) not in shipped:
         raise ConfigError(f"{path}: no such config file, nor a shipped config ({', '.join(shipped)})")
     return shipped[str(path)]
