@@ -69,22 +69,45 @@ def _numeric(values: list[Any]) -> list[float] | None:
     return None
 
 
+def axis_ticks(values: list[Any], log_ok: bool) -> tuple[list[float], list[tuple[float, str]]]:
+    """One parallel-coordinates axis: each value's height in [0, 1] and the labels to write on it.
+
+    Numbers spanning over 20x (and ``log_ok``) sit on a log scale; the axis is labelled with its ends.
+    Anything else (choices of text, booleans) sits at the positions of its sorted distinct values, each
+    labelled."""
+    numeric = _numeric(values)
+    if numeric is None:
+        levels = sorted({str(v) for v in values})
+        step = 1 / (len(levels) - 1) if len(levels) > 1 else 0.0
+        heights = [levels.index(str(v)) * step if len(levels) > 1 else 0.5 for v in values]
+        return heights, [((k * step if len(levels) > 1 else 0.5), level) for k, level in enumerate(levels)]
+    low, high = min(numeric), max(numeric)
+    log = log_ok and low > 0 and high / low > 20
+    scaled = [math.log10(v) for v in numeric] if log else numeric
+    a, b = min(scaled), max(scaled)
+    heights = [(v - a) / (b - a) if b > a else 0.5 for v in scaled]
+    if b == a:
+        return heights, [(0.5, _label(low))]
+    return heights, [(0.0, _label(low)), (1.0, _label(high) + (" (log)" if log else ""))]
+
+
+def _label(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 1e6 else f"{value:.3g}"
+
+
 def _parallel_coordinates(records: list[TrialRecord], objective: str, path: Path) -> Path:
     done = [r for r in records if math.isfinite(r.best(objective))]
     keys = sorted({k for r in done for k in r.params})
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * (len(keys) + 1)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * (len(keys) + 1)), 4.5))
     if done and keys:
         columns = []
-        for key in [*keys, objective]:
+        for x, key in enumerate([*keys, objective]):
             raw = [r.best(objective) if key == objective else r.params.get(key) for r in done]
-            numeric = _numeric(raw)
-            if numeric is None:  # categorical: positions of the sorted distinct values
-                levels = sorted({str(v) for v in raw})
-                numeric = [float(levels.index(str(v))) for v in raw]
-            if key != objective and all(v > 0 for v in numeric) and max(numeric) / min(numeric) > 20:
-                numeric = [math.log10(v) for v in numeric]
-            low, high = min(numeric), max(numeric)
-            columns.append([(v - low) / (high - low) if high > low else 0.5 for v in numeric])
+            heights, labels = axis_ticks(raw, log_ok=key != objective)
+            columns.append(heights)
+            ax.axvline(x, color="grey", lw=0.5)
+            for y, text in labels:
+                ax.annotate(text, (x, y), xytext=(3, 0), textcoords="offset points", fontsize=6, va="center")
         scores = [r.best(objective) for r in done]
         low, high = min(scores), max(scores)
         cmap = plt.get_cmap("viridis")
@@ -92,18 +115,22 @@ def _parallel_coordinates(records: list[TrialRecord], objective: str, path: Path
             shade = (scores[i] - low) / (high - low) if high > low else 1.0
             ax.plot(range(len(columns)), [c[i] for c in columns], color=cmap(shade), alpha=0.8)
         ax.set_xticks(range(len(columns)), [*keys, objective], rotation=30, ha="right", fontsize=7)
-    ax.set(title="Parallel coordinates (colour: objective)", yticks=[])
+    ax.set(title="Parallel coordinates (colour: objective; axes labelled at their ends)", yticks=[])
     save_figure(fig, path)
     plt.close(fig)
     return path
 
 
+MIN_IMPORTANCE_TRIALS = 5  # PED-ANOVA over fewer finished trials ranks noise: no importance plot
+
+
 def param_importances(records: list[TrialRecord], objective: str) -> dict[str, float]:
-    """Optuna's PED-ANOVA importances of the searched parameters (needs >= 2 finished trials)."""
+    """Optuna's PED-ANOVA importances of the searched parameters; none (no plot) from fewer than
+    :data:`MIN_IMPORTANCE_TRIALS` finished trials."""
     import optuna
 
     done = [r for r in records if math.isfinite(r.best(objective)) and r.params]
-    if len(done) < 2:
+    if len(done) < MIN_IMPORTANCE_TRIALS:
         return {}
     distributions: dict[str, Any] = {}
     for key in sorted({k for r in done for k in r.params}):
@@ -133,7 +160,7 @@ def param_importances(records: list[TrialRecord], objective: str) -> dict[str, f
             study.add_trial(
                 optuna.trial.create_trial(params=params, distributions=distributions, value=r.best(objective))
             )
-    if len(study.trials) < 2:
+    if len(study.trials) < MIN_IMPORTANCE_TRIALS:
         return {}
     # PED-ANOVA needs no scikit-learn (fANOVA does); with few trials it can fail: then no plot
     evaluator = optuna.importance.PedAnovaImportanceEvaluator()
