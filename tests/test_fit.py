@@ -69,13 +69,23 @@ def _last_scalar(folder: Path, tag: str) -> tuple[int, float]:
     return int(event.step), float(event.value)
 
 
-def test_fit_keeps_lightning_s_own_torch_deprecation_to_itself(tmp_path: Path) -> None:
+def test_fit_keeps_lightning_s_own_torch_deprecation_and_tips_to_itself(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
+    from byol_tune.core.build import LIGHTNING_RANK_ZERO_LOG
+
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        caplog.at_level("INFO", logger=LIGHTNING_RANK_ZERO_LOG),
+    ):
         warnings.simplefilter("always")
         fit({**TINY, "max_epochs": 1, "output_dir": str(tmp_path), "linear_probe": False}, progress_bar=False)
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
+    lightning_says = [r.getMessage() for r in caplog.records if r.name == LIGHTNING_RANK_ZERO_LOG]
+    assert any("GPU available" in m for m in lightning_says)  # Lightning's other lines still come through
+    assert not [m for m in lightning_says if "Tip:" in m]
 
 
 def test_second_run_never_overwrites_first(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ config trains the same way everywhere.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,10 +108,27 @@ def hparams(config: BYOLConfig) -> dict[str, Any]:
     return {**config.model_dump(), "scaled_learning_rate": config.scaled_learning_rate()}
 
 
+class _NoLightningTips(logging.Filter):
+    """Drops Lightning's advertising "Tip:" lines (litlogger, litmodels), printed at every fit."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless cloud" not in record.getMessage()
+
+
+LIGHTNING_RANK_ZERO_LOG = "lightning.pytorch.utilities.rank_zero"  # where Lightning's rank_zero_info goes
+
+
 @contextlib.contextmanager
 def quiet_dependency_warnings() -> Iterator[None]:
     """Around ``Trainer.fit``: Lightning 2.x on torch 2.14 warns at every fit that its own pytree code uses
-    a deprecated torch API (``isinstance(treespec, LeafSpec)``), which is for Lightning to fix, not users."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated")
-        yield
+    a deprecated torch API (``isinstance(treespec, LeafSpec)``), which is for Lightning to fix, not users;
+    and it advertises its cloud services at every fit."""
+    tips = _NoLightningTips()
+    log = logging.getLogger(LIGHTNING_RANK_ZERO_LOG)
+    log.addFilter(tips)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
+    finally:
+        log.removeFilter(tips)

@@ -172,22 +172,23 @@ def fit(
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
     steps_per_epoch = max(1, len(parts.splits.train) // config.batch_size)  # type: ignore[arg-type]
     try:
-        trainer = L.Trainer(
-            max_epochs=config.max_epochs,
-            accelerator=config.accelerator,
-            devices=config.devices,
-            strategy=config.strategy,
-            precision=config.precision,
-            accumulate_grad_batches=config.accumulate_grad_batches,
-            sync_batchnorm=config.sync_batchnorm,
-            logger=logger,
-            callbacks=[parts.knn, checkpoint, last, *(callbacks or [])],
-            enable_progress_bar=progress_bar,
-            enable_model_summary=False,
-            log_every_n_steps=min(50, steps_per_epoch),
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-        )
+        with quiet_dependency_warnings():  # Lightning's tips come from the Trainer's construction too
+            trainer = L.Trainer(
+                max_epochs=config.max_epochs,
+                accelerator=config.accelerator,
+                devices=config.devices,
+                strategy=config.strategy,
+                precision=config.precision,
+                accumulate_grad_batches=config.accumulate_grad_batches,
+                sync_batchnorm=config.sync_batchnorm,
+                logger=logger,
+                callbacks=[parts.knn, checkpoint, last, *(callbacks or [])],
+                enable_progress_bar=progress_bar,
+                enable_model_summary=False,
+                log_every_n_steps=min(50, steps_per_epoch),
+                num_sanity_val_steps=0,
+                limit_val_batches=0,
+            )
     except (MisconfigurationException, ValueError, ImportError) as exc:  # e.g. a GPU asked for on a CPU
         if run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # made above for this run, still empty: leave nothing behind

@@ -106,21 +106,22 @@ def lightning_trainer(
     config: BYOLConfig, parts: RunParts, callbacks: list[L.Callback], logger: Any, **kwargs: Any
 ) -> L.Trainer:
     """The Lightning Trainer of a Ray run (Train worker or in-trial): Ray reports, no own checkpoints."""
-    return L.Trainer(
-        max_epochs=config.max_epochs,
-        precision=config.precision,
-        accumulate_grad_batches=config.accumulate_grad_batches,
-        sync_batchnorm=config.sync_batchnorm,
-        callbacks=[parts.knn, *callbacks],
-        logger=logger,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        log_every_n_steps=min(50, max(1, len(parts.splits.train) // config.batch_size)),  # type: ignore[arg-type]
-        **kwargs,
-    )
+    with quiet_dependency_warnings():  # Lightning's tips come from the Trainer's construction too
+        return L.Trainer(
+            max_epochs=config.max_epochs,
+            precision=config.precision,
+            accumulate_grad_batches=config.accumulate_grad_batches,
+            sync_batchnorm=config.sync_batchnorm,
+            callbacks=[parts.knn, *callbacks],
+            logger=logger,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            log_every_n_steps=min(50, max(1, len(parts.splits.train) // config.batch_size)),  # type: ignore[arg-type]
+            **kwargs,
+        )
 
 
 def restore_path(checkpoint: Any) -> str | None:
