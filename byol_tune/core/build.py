@@ -115,16 +115,21 @@ class _NoLightningTips(logging.Filter):
         return "Tip: For seamless cloud" not in record.getMessage()
 
 
-LIGHTNING_RANK_ZERO_LOG = "lightning.pytorch.utilities.rank_zero"  # where Lightning's rank_zero_info goes
+def lightning_rank_zero_log() -> logging.Logger:
+    """Where Lightning's ``rank_zero_info`` lines go now: ``lightning_utilities`` keeps one module-level
+    logger, set by whichever of lightning.pytorch / pytorch_lightning / the fabrics was imported last."""
+    from lightning_utilities.core import rank_zero
+
+    return rank_zero.log
 
 
 @contextlib.contextmanager
-def quiet_dependency_warnings() -> Iterator[None]:
-    """Around ``Trainer.fit``: Lightning 2.x on torch 2.14 warns at every fit that its own pytree code uses
-    a deprecated torch API (``isinstance(treespec, LeafSpec)``), which is for Lightning to fix, not users;
-    and it advertises its cloud services at every fit."""
+def quiet_dependency_output() -> Iterator[None]:
+    """Around a Lightning ``Trainer``'s construction and ``fit``: Lightning 2.x on torch 2.14 warns at
+    every fit that its own pytree code uses a deprecated torch API (``isinstance(treespec, LeafSpec)``),
+    which is for Lightning to fix, not users; and it advertises its cloud services at every fit."""
     tips = _NoLightningTips()
-    log = logging.getLogger(LIGHTNING_RANK_ZERO_LOG)
+    log = lightning_rank_zero_log()
     log.addFilter(tips)
     try:
         with warnings.catch_warnings():

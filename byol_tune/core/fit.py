@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config, save_config
-from byol_tune.core.build import build_run, hparams, quiet_dependency_warnings
+from byol_tune.core.build import build_run, hparams, quiet_dependency_output
 from byol_tune.errors import ByolTuneError, CheckpointError, ConfigError, reason
 from byol_tune.io import atomic_write, atomic_write_text, fresh_dir
 
@@ -172,7 +172,7 @@ def fit(
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
     steps_per_epoch = max(1, len(parts.splits.train) // config.batch_size)  # type: ignore[arg-type]
     try:
-        with quiet_dependency_warnings():  # Lightning's tips come from the Trainer's construction too
+        with quiet_dependency_output():  # Lightning's tips come from the Trainer's construction too
             trainer = L.Trainer(
                 max_epochs=config.max_epochs,
                 accelerator=config.accelerator,
@@ -205,7 +205,7 @@ def fit(
     logger.log_hyperparams(hparams(config))
     on_interrupt = signal.getsignal(signal.SIGINT)
     try:
-        with quiet_dependency_warnings():
+        with quiet_dependency_output():
             trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt)
     except ByolTuneError as exc:  # a user error mid-run (diverged, an unreadable file): where its files are
         raise type(exc)(f"{exc} (the run so far: {run_dir})") from None

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from byol_tune import metrics
 from byol_tune.config import BYOLConfig, make_config
-from byol_tune.core.build import RunParts, build_run, hparams, quiet_dependency_warnings
+from byol_tune.core.build import RunParts, build_run, hparams, quiet_dependency_output
 from byol_tune.core.knn_callback import KNNCallback
 from byol_tune.errors import ConfigError, reason
 
@@ -106,7 +106,7 @@ def lightning_trainer(
     config: BYOLConfig, parts: RunParts, callbacks: list[L.Callback], logger: Any, **kwargs: Any
 ) -> L.Trainer:
     """The Lightning Trainer of a Ray run (Train worker or in-trial): Ray reports, no own checkpoints."""
-    with quiet_dependency_warnings():  # Lightning's tips come from the Trainer's construction too
+    with quiet_dependency_output():  # Lightning's tips come from the Trainer's construction too
         return L.Trainer(
             max_epochs=config.max_epochs,
             precision=config.precision,
@@ -170,7 +170,7 @@ def train_fn_per_worker(train_loop_config: dict[str, Any]) -> None:
     )
     trainer = prepare_trainer(trainer)
     ckpt_path = restore_path(ray.train.get_checkpoint())  # resuming: from the last reported evaluation
-    with quiet_dependency_warnings():
+    with quiet_dependency_output():
         trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path)
 
 
@@ -192,7 +192,7 @@ def train_in_trial(config: BYOLConfig, log_dir: str, resources: Resources) -> No
         accelerator="gpu" if resources.use_gpu else "cpu",
         devices=1,
     )
-    with quiet_dependency_warnings():
+    with quiet_dependency_output():
         trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=restore_path(tune.get_checkpoint()))
 
 
