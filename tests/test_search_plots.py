@@ -33,8 +33,8 @@ def records(count: int) -> list[TrialRecord]:
 def test_importances_need_enough_finished_trials(tmp_path: Path) -> None:
     few = records(plots.MIN_IMPORTANCE_TRIALS - 1)
     assert plots.param_importances(few, "knn_top1") == {}
-    assert not (tmp_path / "few" / "param_importances.png").exists()
     written = plots.write_plots(few, "knn_top1", 1, tmp_path / "few")
+    assert not (tmp_path / "few" / "param_importances.png").exists()
     assert [p.name for p in written] == [
         "objective_per_trial.png",
         "learning_curves.png",
