@@ -141,6 +141,7 @@ def render(found: dict[str, dict[str, Any]], results: Path) -> str:
         results,
         search_quality_report.ROUNDS,
         longer=results / "search_quality_long",
+        wide=tuple(results / name for name in search_quality_report.WIDE),
     )
     random_runs = [
         run

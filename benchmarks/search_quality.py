@@ -8,7 +8,8 @@ On the embedded shapes data, per seed, each method spends the same ``--budget`` 
 - ``paper``: the BYOL paper's settings scaled to this data: tau 0.996, LARS, base LR 0.2 x batch/256,
   weight decay 1.5e-6, heads 4096-256 / 4096, warm-up 1% of training, the paper's augmentations.
 - ``random_asha``, ``tpe_asha``, ``tpe_noes``: the product's search (``build_tuner``: Optuna TPE or random,
-  ASHA or none) over ``search_spaces/default.yaml``, stopped when the trial-epochs reach the budget.
+  ASHA or none) over ``search_spaces/default.yaml`` (``--space``: another), stopped when the trial-epochs
+  reach the budget.
   Trials run as the product's one-worker trials do (``--runner trial``: in the Tune trial's process).
 
 Every evaluation (one per epoch) is an event; the curve is best-so-far ``knn_top1`` against cumulative
@@ -117,12 +118,18 @@ def run_fixed(method: str, seed: int, budget: int, workdir: Path) -> dict[str, A
 
 
 def run_search(
-    method: str, seed: int, budget: int, workdir: Path, threads: int, num_samples: int | None = None
+    method: str,
+    seed: int,
+    budget: int,
+    workdir: Path,
+    threads: int,
+    num_samples: int | None = None,
+    space_name: str = "default",
 ) -> dict[str, Any]:
-    """One search over the default space until ``budget`` trial-epochs; with ASHA it may start
-    ``num_samples`` trials (None: the space's, the product's default search)."""
+    """One search over ``space_name`` (the default space unless told) until ``budget`` trial-epochs; with
+    ASHA it may start ``num_samples`` trials (None: the space's, the product's default search)."""
     searcher, scheduler = SEARCHES[method]
-    space = load_space("default")
+    space = load_space(space_name)
     max_epochs, grace = space.budget["max_epochs"], space.budget["grace_period"]
     settings = SearchSettings(
         # without ASHA, as many full trials as the budget holds
@@ -178,6 +185,11 @@ def main() -> None:
     parser.add_argument(
         "--num-samples", type=int, default=None, help="trials an ASHA search may start (default: the space's)"
     )
+    parser.add_argument(
+        "--space",
+        default="default",
+        help="the searched space: a shipped name or a YAML path (default: default)",
+    )
     parser.add_argument("--reverse", action="store_true", help="take the jobs last first (a second shell)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
@@ -210,7 +222,8 @@ def main() -> None:
             if method in FIXED:
                 run = run_fixed(method, seed, args.budget, where)
             else:
-                run = run_search(method, seed, args.budget, where, args.threads, args.num_samples)
+                run = run_search(method, seed, args.budget, where, args.threads, args.num_samples, args.space)
+                run["space"] = args.space
             if method == RETRAINED:
                 run["retrain"] = retrain_best(run, seed, where)
             best = max(e[metrics.KNN_TOP1] for e in run["events"])

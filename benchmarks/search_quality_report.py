@@ -32,6 +32,8 @@ METHOD_NAMES = {
     "tpe_noes": "TPE after 2 random trials, no early stopping",
 }
 DEFAULT_SEARCH = "random_asha"  # the default search's 10 trials are all TPE's random start-up trials
+# search_quality.py --space benchmarks/spaces/wide.yaml, at 24 trial-epochs and at 48 (TPE against random)
+WIDE = ("search_quality_wide", "search_quality_long_wide")
 TAU_BINS = ((0.0, 0.99), (0.99, 0.9961), (0.9961, 1.0))  # the paper: 0.99-0.996 best, 0.999 worse
 
 
@@ -425,6 +427,63 @@ def longer_searches(
     ]
 
 
+def space_text(name: str) -> str:
+    """A space's searched keys and their ranges, in words, from its file (``name``: as load_space takes,
+    a relative path from the repository's root or the working folder)."""
+    from byol_tune.search.space import load_space
+
+    in_repo = Path(__file__).resolve().parent.parent / name
+    parts = []
+    for key, dist in load_space(in_repo if in_repo.is_file() else name).params.items():
+        values = [f"{v:g}" if isinstance(v, float) else str(v) for v in dist.args]
+        if dist.kind == "choice":
+            parts.append(f"{key} {', '.join(values[:-1])} or {values[-1]}" if len(values) > 1 else key)
+        else:
+            parts.append(f"{key} {values[0]} to {values[-1]}")
+    return ", ".join(parts)
+
+
+def wide_space(folder: Path, lightly: dict[int, dict[str, Any]], at_epoch: int, image_dir: Path) -> list[str]:
+    """The searches over the wide space (``folder``): where TPE has bad regions to learn to avoid."""
+    runs = load(folder)
+    searches = {m: by_seed for m, by_seed in runs.items() if any("space" in r for r in by_seed.values())}
+    if not searches:
+        return []
+    any_run = first_run(searches)
+    space = any_run["space"]
+    curves = plot_curves(searches, image_dir / f"{folder.name}_curves.png")
+    lines = [
+        f"### A wide space ({folder.name}/)",
+        "",
+        f"The searches over `{space}` ({space_text(space)}), {any_run['budget']} trial-epochs per seed:",
+        "",
+        *summary_table(searches),
+        "",
+    ]
+    if lightly:
+        base = statistics.mean(r["best"] for r in lightly.values())
+        leads = [
+            f"{METHOD_NAMES[m]} {statistics.mean(r['best'] for r in searches[m].values()) - base:+.1f}"
+            for m in METHOD_NAMES
+            if m in searches
+        ]
+        lightly_budget = first_run({"lightly": lightly})["budget"]
+        lines.append(
+            f"- Best over lightly's mean ({base:.1f}, one run of {lightly_budget} epochs above): "
+            + "; ".join(leads)
+            + "."
+        )
+    return [
+        *lines,
+        *tpe_against_random(searches),
+        *retrain_leads(searches, lightly),
+        *space_evidence(trials_reaching(searches, at_epoch), at_epoch, ("learning_rate", "warmup_epochs")),
+        "",
+        f"![best so far, wide space]({curves.relative_to(image_dir.parent).as_posix()})",
+        "",
+    ]
+
+
 def plot_curves(runs: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     for method, name in METHOD_NAMES.items():
@@ -472,10 +531,15 @@ def plot_sensitivity(points: list[tuple[float, float, float]], at_epoch: int, pa
 
 
 def render(
-    folder: Path, image_dir: Path, rounds: tuple[Round, ...] = (), longer: Path | None = None
+    folder: Path,
+    image_dir: Path,
+    rounds: tuple[Round, ...] = (),
+    longer: Path | None = None,
+    wide: tuple[Path, ...] = (),
 ) -> list[str]:
-    """Section 6 from ``folder`` (the study over the current default space), its ``longer`` searches
-    and the earlier ``rounds`` (newest first; their folders lie in ``image_dir``, where the plots go)."""
+    """Section 6 from ``folder`` (the study over the current default space), its ``longer`` searches,
+    the searches over a ``wide`` space and the earlier ``rounds`` (newest first; their folders lie in
+    ``image_dir``, where the plots go)."""
     runs = load(folder)
     if not runs:
         return [f"Not measured yet: `python benchmarks/search_quality.py` (writes {folder.name}/)."]
@@ -503,6 +567,8 @@ def render(
         ]
     if longer is not None:
         lines += longer_searches(longer, runs.get("lightly", {}), any_run["budget"], image_dir)
+    for folder_of_wide in wide:
+        lines += wide_space(folder_of_wide, runs.get("lightly", {}), at_epoch, image_dir)
     return lines + [line for past in rounds for line in previous_round(image_dir, past, at_epoch)]
 
 
@@ -510,4 +576,8 @@ if __name__ == "__main__":
     here = Path(__file__).resolve().parent
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "results" / "search_quality"
     results = here / "results"
-    print("\n".join(render(folder, results, ROUNDS, results / "search_quality_long")))
+    print(
+        "\n".join(
+            render(folder, results, ROUNDS, results / "search_quality_long", tuple(results / w for w in WIDE))
+        )
+    )

@@ -3,9 +3,10 @@
 In ``search_quality.py``, TPE + ASHA did not reach random + ASHA's final best in half the trial-epochs,
 at 24 or at 48. A few seeds of real searches cannot tell bad luck from the product's TPE settings, noise
 in the objective, or too small a budget; hundreds of replayed searches can. The surrogate is fitted by
-least squares to every trial of the study's folders (:data:`STUDY`: the current default space and the
-wider round before it, on whose ranges the weights are estimated); searches are replayed over the current
-default space:
+least squares to every trial of the study's folders (:data:`STUDY`: the current default space, the
+wider round before it and the wide space, on whose ranges the weights are estimated); searches are
+replayed over the current default space, or the wide space (``benchmarks/spaces/wide.yaml``) where a case
+says so:
 
 - ``knn_top1`` at ASHA's first rung = weights . :data:`FEATURES` of the config + a per-seed offset +
   the unexplained rest, one draw per trial (its sd: the fit's residual). Training is deterministic per
@@ -22,7 +23,8 @@ A replayed search runs as the study's did, except that it may start any number o
 searches and the product's default start at most 10 or 24): one trial at a time, ASHA's stopping rule
 as Ray 2.60 applies it (``_Bracket.on_result``: below the rung's ``1 - 1/rf`` percentile stops), ended
 when the trials together reach the budget, Optuna told each trial's score at the first rung
-(``RungOptunaSearch``), the product's TPE (``tuner.tpe_sampler``). Random search is Optuna's
+(``RungOptunaSearch``), the product's TPE (``tuner.tpe_sampler``; some cases change its settings, to
+see whether any TPE setting would meet the goal). Random search is Optuna's
 ``RandomSampler`` over the same distributions that Tune's random sampling draws from. Each case replays
 ``--sims`` pairs of searches (random against the case, both with the case's grace period and noise)
 and reports the goal's share: how often the case's best-so-far after half the budget reaches random's
@@ -51,13 +53,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from search_quality_report import KNN, config_text, distinct, load, mean_sd
+from search_quality_report import KNN, WIDE, config_text, distinct, load, mean_sd
 
 HERE = Path(__file__).resolve().parent
 CURRENT = ("search_quality", "search_quality_long")  # the study's folders over the current default space
 # the surrogate is fitted to these and the round before the space was narrowed toward its oracle: the wider
 # ranges of that round are what its weights are estimated on
-STUDY = (*CURRENT, "search_quality_round3", "search_quality_long_round3")
+# and the searches over the wide space (benchmarks/spaces/wide.yaml), which give the warm-up's weight and the
+# learning rate's curve out to 3e-2
+STUDY = (*CURRENT, "search_quality_round3", "search_quality_long_round3", *WIDE)
+SPACES = {
+    "default": "default",
+    "wide": str(HERE / "spaces" / "wide.yaml"),
+}  # a case's space: load_space's name
 SEARCHED = (  # the default space's searched keys, as config fields
     "learning_rate",
     "tau_base",
@@ -67,6 +75,7 @@ SEARCHED = (  # the default space's searched keys, as config fields
     "projector_out_dim",
     "predictor_hidden_dim",
 )
+TPE_EI_CANDIDATES = 24  # Optuna's n_ei_candidates, which the product's TPE keeps
 CHECK_SEEDS = (100, 101, 102, 103, 104)  # search_quality.py retrains its best configs on seed + 100
 FEATURES: dict[str, Callable[[dict[str, Any]], float]] = {
     "log10 lr": lambda p: math.log10(p["learning_rate"]),
@@ -77,6 +86,7 @@ FEATURES: dict[str, Callable[[dict[str, Any]], float]] = {
     "log2 projector_out_dim": lambda p: math.log2(p["projector_out_dim"]),
     "log2 predictor_hidden_dim": lambda p: math.log2(p["predictor_hidden_dim"]),
     "log10 tau_schedule_steps": lambda p: math.log10(p["tau_schedule_steps"]),
+    "warmup_epochs": lambda p: float(p["warmup_epochs"]),
 }
 
 
@@ -127,9 +137,11 @@ def fit_surrogate(
     seeds = sorted({s for s, _, _ in at_rung})
     x = np.array([[f(p) for f in FEATURES.values()] + [s == q for q in seeds] for s, p, _ in at_rung], float)
     y = np.array([h[rung - 1] for _, _, h in at_rung])
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    coef, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
     residual = y - x @ coef
-    dof = len(y) - x.shape[1]
+    dof = (
+        len(y) - rank
+    )  # a feature constant over every trial (no warm-up without the wide study) fits nothing
     full = [h for _, _, h in at_rung if len(h) >= max_epochs]
     gains = [h[max_epochs - 1] - h[rung - 1] for h in full]
     span = max_epochs - rung
@@ -163,6 +175,10 @@ class Case:
     noise: float = 1.0  # scales every noise of the surrogate (training, rise, per epoch), for both searches
     told: str = "rung"  # rung (RungOptunaSearch) | last (Ray's OptunaSearch)
     budgets: tuple[int, ...] = ()  # replayed at these budgets (default: --others-at)
+    space: str = "default"  # both searches sample this space (a key of SPACES)
+    # candidates TPE scores per suggestion (Optuna's n_ei_candidates; its gamma and prior_weight keywords,
+    # deprecated since Optuna 4.9, stay at Optuna's)
+    ei_candidates: int = TPE_EI_CANDIDATES
 
 
 CASES = (
@@ -170,12 +186,16 @@ CASES = (
     Case("... told each trial's last epoch (Ray's OptunaSearch)", told="last"),
     Case("... univariate TPE", sampler="tpe_univariate"),
     Case("... 5 start-up trials", startup=5),
+    Case("... 1 start-up trial", startup=1),
+    Case("... 200 candidates per suggestion (greedier)", ei_candidates=200),
     Case("... ASHA grace period 1 (both searches)", grace=1),
     Case("... half the noise (both searches)", noise=0.5),
     Case("... no noise (both searches)", noise=0.0),
     # Optuna's GPSampler refits its GP every trial: minutes per replay past ~50 trials
     Case("Gaussian process (Optuna GPSampler, 3 start-up trials) + ASHA", sampler="gp", budgets=(48,)),
     Case("oracle: every trial the surrogate's best config", sampler="oracle"),
+    Case("TPE + ASHA over the wide space (both searches)", space="wide", budgets=(24, 48, 96, 192)),
+    Case("oracle over the wide space (both searches)", sampler="oracle", space="wide"),
 )
 
 
@@ -196,7 +216,9 @@ def make_sampler(case: Case, seed: int) -> Any:
     from byol_tune.search.tuner import SearchSettings, tpe_sampler
 
     if case.sampler == "tpe":
-        return tpe_sampler(SearchSettings(seed=seed, tpe_startup_trials=case.startup))
+        return tpe_sampler(
+            SearchSettings(seed=seed, tpe_startup_trials=case.startup), n_ei_candidates=case.ei_candidates
+        )
     if case.sampler == "tpe_univariate":
         # Optuna 5 made multivariate the default: univariate must be asked for
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=case.startup, multivariate=False)
@@ -238,7 +260,7 @@ def replay(
     """One search on the surrogate: its best-so-far after each trial-epoch, and its trial count."""
     import optuna
 
-    space, distributions = default_space()
+    space, distributions = searched_space(case.space)
     rf, max_epochs = space.budget["reduction_factor"], surrogate.max_epochs
     rungs = asha_rungs(case.grace, rf, max_epochs + 1)  # max_t as build_tuner sets it
     recorded: dict[int, list[float]] = {r: [] for r in rungs}
@@ -259,22 +281,22 @@ def replay(
 
 
 @functools.cache
-def default_space() -> tuple[Any, dict[str, Any]]:
-    """The default space and its Optuna distributions (Tune's conversion), read once per process."""
+def searched_space(name: str = "default") -> tuple[Any, dict[str, Any]]:
+    """A space and its Optuna distributions (Tune's conversion), read once per process."""
     from ray.tune.search.optuna import OptunaSearch
 
     from byol_tune.search.space import load_space
 
-    space = load_space("default")
+    space = load_space(SPACES[name])
     return space, OptunaSearch.convert_search_space(space.to_tune())
 
 
-def oracle_config(surrogate: Surrogate, samples: int = 20_000) -> dict[str, Any]:
-    """The surrogate's best of ``samples`` random configs of the default space (a search, not the exact
-    optimum: the learning rate's vertex and an edge of every other key's range)."""
+def oracle_config(surrogate: Surrogate, space_name: str = "default", samples: int = 20_000) -> dict[str, Any]:
+    """The surrogate's best of ``samples`` random configs of a space (a search, not the exact optimum: the
+    learning rate's vertex and an edge of every other key's range)."""
     import optuna
 
-    space, distributions = default_space()
+    space, distributions = searched_space(space_name)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     configs = (
         space.make_config(study.ask(distributions).params, {"max_epochs": surrogate.max_epochs}).model_dump()
@@ -295,7 +317,7 @@ def run_case(args: tuple[Surrogate, Case, int, int, dict[str, Any] | None]) -> d
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     surrogate, case, budget, sims, oracle = args
-    baseline = Case("random", sampler="random", grace=case.grace, noise=case.noise)
+    baseline = Case("random", sampler="random", grace=case.grace, noise=case.noise, space=case.space)
     start, reached, finals, rivals, trials = time.perf_counter(), 0, [], [], []
     for sim in range(sims):
         random = replay(surrogate, baseline, budget, sim, None)
@@ -315,6 +337,11 @@ def run_case(args: tuple[Surrogate, Case, int, int, dict[str, Any] | None]) -> d
         "trials": statistics.mean(trials),
         "seconds": time.perf_counter() - start,
     }
+
+
+def space_of(row: dict[str, Any]) -> str:
+    """The space a row's searches sampled (rows written before cases named one: the default)."""
+    return str(row["case"].get("space", "default"))
 
 
 GOAL_SHARE = 0.8  # a case "meets" the goal when it does so in this share of replays (then all of 3 seeds
@@ -338,7 +365,7 @@ def render(path: Path, measured: list[dict[str, Any]] | None = None) -> list[str
         f"`search_surrogate.py` fits a surrogate to the {s['trials']} distinct search trials of "
         f"{', '.join(f'{name}/' for name in result['study'])} ({s['full_trials']} ran all "
         f"{s['max_epochs']} epochs) and replays searches on it as the study ran them, over the current "
-        f"default space. {KNN} at epoch "
+        f"default space unless a case names the wide space. {KNN} at epoch "
         f"{s['rung']} (ASHA's first rung) = {weights}, plus a per-seed offset; the unexplained rest (misfit "
         f"and run-to-run chaos: training is deterministic per config and seed), sd {s['config_sd']:.2f}, is "
         f"drawn afresh per trial, so no sampler can learn it; then a rise to epoch {s['max_epochs']} of "
@@ -364,7 +391,25 @@ def render(path: Path, measured: list[dict[str, Any]] | None = None) -> list[str
         + (f"from {met[0]['budget']} trial-epochs per search" if met else "at none of the budgets replayed")
         + f" ({shares}).",
     ]
-    others = [r for r in rows if r["case"]["name"] != CASES[0].name and r["case"]["sampler"] != "oracle"]
+    wide = [r for r in rows if space_of(r) != "default" and r["case"]["sampler"] != "oracle"]
+    if wide:
+        lines.append(
+            "- TPE + ASHA over the wide space meets the goal in "
+            + "; ".join(f"{r['share']:.2f} at {r['budget']}" for r in wide)
+            + " of replays"
+            + (
+                f"; its oracle config: {config_text(result['wide_oracle'])}."
+                if "wide_oracle" in result
+                else "."
+            )
+        )
+    others = [
+        r
+        for r in rows
+        if r["case"]["name"] != CASES[0].name
+        and r["case"]["sampler"] != "oracle"
+        and space_of(r) == "default"
+    ]
     if others:
         best = max(others, key=lambda r: r["share"])
         name, share = best["case"]["name"], best["share"]
@@ -490,10 +535,15 @@ def main() -> None:
         return
     trials = study_trials([HERE / "results" / name for name in STUDY])
     surrogate = fit_surrogate(trials, budget["grace_period"], budget["max_epochs"])
-    oracle = oracle_config(surrogate)
+    oracles = {c.space: oracle_config(surrogate, c.space) for c in CASES if c.sampler == "oracle"}
+    oracle = oracles["default"]
     jobs: list[tuple[Surrogate, Case, int, int, dict[str, Any] | None]]
     jobs = [(surrogate, CASES[0], b, args.sims, None) for b in args.budgets]
-    jobs += [(surrogate, c, b, args.sims, oracle) for c in CASES[1:] for b in c.budgets or args.others_at]
+    jobs += [
+        (surrogate, c, b, args.sims, oracles.get(c.space))
+        for c in CASES[1:]
+        for b in c.budgets or args.others_at
+    ]
     with ProcessPoolExecutor(args.processes) as pool:
         rows = []
         for row in pool.map(run_case, jobs):
@@ -506,6 +556,7 @@ def main() -> None:
     result = {
         "surrogate": asdict(surrogate),
         "oracle": {k: oracle[k] for k in SEARCHED},
+        "wide_oracle": {k: oracles["wide"][k] for k in (*SEARCHED, "warmup_epochs")},
         "oracle_expected_best": expected_best(surrogate, oracle),
         "rows": rows,
         "quick": args.quick,

@@ -111,6 +111,56 @@ def test_longer_searches_section(tmp_path: Path) -> None:
     assert report.longer_searches(tmp_path / "missing", lightly, 2, tmp_path / "results") == []
 
 
+def test_wide_space_section(tmp_path: Path) -> None:
+    folder = tmp_path / "results" / "wide"
+    folder.mkdir(parents=True)
+    random = {
+        **run("random_asha", 0, [20.0, 24.0, 26.0, 25.0], ["a", "a", "b", "b"]),
+        "retrain": {"best": 28.0},
+    }
+    tpe = run("tpe_asha", 0, [20.0, 27.0, 22.0, 21.0], ["a", "a", "c", "c"])
+    random["trials"][0]["sample"] = tpe["trials"][0]["sample"] = {"learning_rate": 2e-2, "warmup_epochs": 1}
+    random["trials"][1]["sample"] = {"learning_rate": 5e-4, "warmup_epochs": 0}
+    tpe["trials"][1]["sample"] = {"learning_rate": 6e-4, "warmup_epochs": 0}
+    for r in (random, tpe):
+        r["space"] = "benchmarks/spaces/wide.yaml"
+        (folder / f"{r['method']}-seed0.json").write_text(json.dumps(r))
+    lightly = {0: run("lightly", 0, [20.0, 21.0])}
+    section = report.wide_space(folder, lightly, 2, tmp_path / "results")
+    assert section[0] == "### A wide space (wide/)"
+    assert section[2] == (
+        "The searches over `benchmarks/spaces/wide.yaml` (tau_base 0.9 to 0.9999, "
+        "learning_rate 0.0001 to 0.03, tau_schedule_steps 200, 500 or 1000, "
+        "projector_hidden_dim 256, 512, 1024 or 2048, projector_out_dim 64, 128 or 256, "
+        "predictor_hidden_dim 256, 512, 1024 or 2048, weight_decay 0.0001 to 0.1, warmup_epochs 0 or 1), "
+        "4 trial-epochs per seed:"
+    )
+    assert (
+        "- Best over lightly's mean (21.0, one run of 2 epochs above): random search + ASHA +5.0; "
+        "TPE after 3 random trials + ASHA +6.0." in section
+    )
+    # TPE reaches random's 26.0 at its second trial-epoch: 2 <= 4 / 2
+    assert any("**MET**" in line and "TPE+ASHA after 2" in line for line in section)
+    assert any(
+        line.endswith("28.0, i.e. +7.0 over lightly's mean: lead kept (>= +5) in 1 of 1.") for line in section
+    )
+    # trial a is one config in both runs: counted once
+    assert (
+        "- knn_top1 at epoch 2 by sampled `learning_rate`: 0.0003-0.001: 23.0 ± 2.8 (2 trials); "
+        ">= 0.01: 24.0 (1 trials)." in section
+    )
+    assert (
+        "- knn_top1 at epoch 2 by sampled `warmup_epochs`: 0: 23.0 ± 2.8 (2 trials); 1: 24.0 (1 trials)."
+        in section
+    )
+    assert (tmp_path / "results" / "wide_curves.png").stat().st_size > 0
+    assert report.wide_space(tmp_path / "missing", lightly, 2, tmp_path / "results") == []
+    (folder / "random_asha-seed0.json").unlink()
+    (folder / "tpe_asha-seed0.json").unlink()
+    (folder / "lightly-seed0.json").write_text(json.dumps(lightly[0]))  # a fixed config names no space
+    assert report.wide_space(folder, lightly, 2, tmp_path / "results") == []
+
+
 @pytest.mark.parametrize("method", search_quality.FIXED)
 def test_fixed_configs_are_valid_configs(method: str) -> None:
     config = search_quality.make_config({**search_quality.fixed_config(method, 24), **search_quality.STUDY})
@@ -196,6 +246,8 @@ def test_previous_round_shows_its_retrains_and_its_surrogate_check(tmp_path: Pat
 
 def test_study_folders_are_shipped() -> None:
     results = Path(search_quality.__file__).resolve().parent / "results"
+    for name in report.WIDE:
+        assert (results / name).is_dir(), name
     for past in report.ROUNDS:
         assert (results / past.folder).is_dir(), past.folder
         assert past.longer is None or (results / past.longer).is_dir(), past.longer

@@ -21,6 +21,7 @@ BASE = {
     "projector_out_dim": 128,
     "predictor_hidden_dim": 1024,
     "tau_schedule_steps": 500,
+    "warmup_epochs": 0,
 }
 
 
@@ -48,10 +49,13 @@ def test_rungs_and_stopping_rule_are_rays() -> None:
     ]
 
 
+KNOWN = {"log10 lr": -4.0, "log2 predictor_hidden_dim": 1.5, "warmup_epochs": -2.0}
+
+
 def synthetic_trials() -> list[tuple[int, dict, list[float]]]:
     """Noise-free trials of a known surrogate: rung score = seed offset - 4 log10(lr) + 1.5 log2(predictor
-    hidden dim), rising by 3 to epoch 8."""
-    weights = dict.fromkeys(sur.FEATURES, 0.0) | {"log10 lr": -4.0, "log2 predictor_hidden_dim": 1.5}
+    hidden dim) - 2 warm-up epochs, rising by 3 to epoch 8."""
+    weights = dict.fromkeys(sur.FEATURES, 0.0) | KNOWN
     offsets = {0: 1.0, 1: 3.0}
     trials = []
     rng = np.random.default_rng(0)
@@ -64,6 +68,7 @@ def synthetic_trials() -> list[tuple[int, dict, list[float]]]:
             "projector_out_dim": int(rng.choice([64, 128, 256])),
             "predictor_hidden_dim": int(rng.choice([512, 1024, 2048])),
             "tau_schedule_steps": int(rng.choice([200, 500, 1000])),
+            "warmup_epochs": int(rng.choice([0, 1])),
         }
         seed = i % 2
         at_rung = offsets[seed] + sum(w * sur.FEATURES[k](params) for k, w in weights.items())
@@ -75,7 +80,7 @@ def synthetic_trials() -> list[tuple[int, dict, list[float]]]:
 def test_fit_recovers_a_known_surrogate() -> None:
     fitted = sur.fit_surrogate(synthetic_trials(), rung=2, max_epochs=8)
     for key, weight in fitted.weights.items():
-        expected = {"log10 lr": -4.0, "log2 predictor_hidden_dim": 1.5}.get(key, 0.0)
+        expected = KNOWN.get(key, 0.0)
         assert math.isclose(weight, expected, abs_tol=1e-8), key
     assert math.isclose(fitted.seed_offsets[0], 1.0, abs_tol=1e-8)
     assert math.isclose(fitted.seed_offsets[1], 3.0, abs_tol=1e-8)
@@ -141,7 +146,9 @@ def test_render_states_where_the_studied_tpe_meets_the_goal(tmp_path: Path) -> N
     assert sur.render(tmp_path / "none.json") == [
         "Not measured yet: `python benchmarks/search_surrogate.py` (writes none.json)."
     ]
-    studied, other = sur.CASES[0], sur.CASES[4]
+    studied = sur.CASES[0]
+    other = next(c for c in sur.CASES if c.name == "... ASHA grace period 1 (both searches)")
+    wide = next(c for c in sur.CASES if c.space != "default" and c.sampler == "tpe")
     rows = [
         {
             "case": studied.__dict__,
@@ -154,11 +161,14 @@ def test_render_states_where_the_studied_tpe_meets_the_goal(tmp_path: Path) -> N
         }
         for b, s in ((48, 0.3), (96, 0.5), (192, 0.8))
     ]
-    rows.append({**rows[0], "case": other.__dict__, "share": 0.6})
+    written_before_spaces = {k: v for k, v in other.__dict__.items() if k not in ("space", "ei_candidates")}
+    rows.append({**rows[0], "case": written_before_spaces, "share": 0.6})
+    rows += [{**rows[0], "case": wide.__dict__, "budget": b, "share": 0.7} for b in (24, 48)]
     path = tmp_path / "search_surrogate.json"
     result: dict[str, Any] = {
         "surrogate": flat_surrogate().__dict__,
         "oracle": {"learning_rate": 1e-3},
+        "wide_oracle": {"learning_rate": 2e-3},
         "rows": rows,
     }
     check = {"max_epochs": 8, "histories": {"100": [20.0, 30.0], "101": [25.0, 28.0]}}
@@ -174,7 +184,12 @@ def test_render_states_where_the_studied_tpe_meets_the_goal(tmp_path: Path) -> N
         "- TPE + ASHA as studied meets the goal in >= 80% of replays from 192 trial-epochs per search "
         "(0.30 at 48; 0.50 at 96; 0.80 at 192)." in lines
     )
+    # the wide space's case beats random over another space: not a TPE setting of the default's
     assert f"- Best other case short of the oracle: {other.name}, 0.60 at 48 trial-epochs." in lines
+    assert (
+        "- TPE + ASHA over the wide space meets the goal in 0.70 at 24; 0.70 at 48 of replays; its oracle "
+        "config: learning_rate 0.002." in lines
+    )
     assert (
         "- The oracle's config trained for real (8 epochs, seeds 100, 101): best knn_top1 29.0 ± 1.4 "
         "(30.0, 28.0); the surrogate expects 30.0 as one run's best over its 8 epochs (mean seed)." in lines
@@ -223,6 +238,37 @@ def test_univariate_case_is_univariate() -> None:
     # Optuna 5 samples multivariate by default: the univariate case must switch it off
     assert sur.make_sampler(sur.Case("u", sampler="tpe_univariate"), 0)._multivariate is False
     assert sur.make_sampler(sur.CASES[0], 0)._multivariate is True
+
+
+def test_tpe_setting_cases_reach_optuna() -> None:
+    studied = sur.make_sampler(sur.CASES[0], 0)  # the product's: Optuna's defaults
+    assert studied._n_ei_candidates == 24 and studied._n_startup_trials == 3
+    sampler = sur.make_sampler(sur.Case("v", startup=1, ei_candidates=200), 0)
+    assert (
+        sampler._multivariate is True and sampler._n_startup_trials == 1 and sampler._n_ei_candidates == 200
+    )
+
+
+def test_a_case_over_the_wide_space_samples_it() -> None:
+    _, distributions = sur.searched_space("wide")
+    assert distributions["warmup_epochs"].choices == (0, 1)
+    assert (distributions["learning_rate"].low, distributions["learning_rate"].high) == (1e-4, 3e-2)
+    # the learning rate alone decides the score: the oracle takes the top of the wide space's range
+    steep = sur.Surrogate(**{**sur.asdict(flat_surrogate()), "weights": {"log10 lr": 10.0}})
+    oracle = sur.oracle_config(steep, "wide", samples=200)
+    assert oracle["learning_rate"] > 1e-2 and oracle["learning_rate"] <= 3e-2
+    run = sur.replay(steep, sur.Case("tpe", space="wide"), 20, 0, None)
+    assert len(run["curve"]) == 20
+
+
+def test_both_searches_of_a_case_sample_its_space() -> None:
+    # one warm-up epoch adds 100: only the wide space samples it (the default fixes warm-up at 0)
+    warm = sur.Surrogate(**{**sur.asdict(flat_surrogate()), "weights": {"warmup_epochs": 100.0}})
+    wide = sur.run_case((warm, sur.Case("w", space="wide"), 48, 4, None))
+    default = sur.run_case((warm, sur.Case("d"), 48, 4, None))
+    assert wide["final"] == wide["random_final"] == 124.0  # every search met warm-up 1 in its 6 trials
+    assert default["final"] == default["random_final"] == 24.0
+    assert sur.searched_space("default")[1]["learning_rate"].high == 3e-3  # the default space is narrower
 
 
 def test_fit_measures_the_unexplained_spread() -> None:

@@ -207,8 +207,9 @@ def make_searcher(settings: SearchSettings, searched: bool) -> Any:
     return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)
 
 
-def tpe_sampler(settings: SearchSettings) -> Any:
-    """Optuna's TPE as the search uses it (``benchmarks/search_surrogate.py`` replays it too).
+def tpe_sampler(settings: SearchSettings, **options: Any) -> Any:
+    """Optuna's TPE as the search uses it (``benchmarks/search_surrogate.py`` replays it too, and tries
+    other ``options``: TPESampler keywords).
 
     Optuna's default 10 random start-up trials: a search of up to 10 trials (the default's) samples at
     random. The search-quality study (benchmarks/RESULTS.md, section 6) found TPE after 3 start-up
@@ -216,7 +217,7 @@ def tpe_sampler(settings: SearchSettings) -> Any:
     import optuna
 
     return optuna.samplers.TPESampler(
-        seed=settings.seed, multivariate=True, n_startup_trials=settings.tpe_startup_trials
+        seed=settings.seed, multivariate=True, n_startup_trials=settings.tpe_startup_trials, **options
     )
 
 
