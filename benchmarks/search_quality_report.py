@@ -69,8 +69,17 @@ def first_reaching(curve: list[float], target: float) -> int | None:
 
 
 def config_text(config: dict[str, Any]) -> str:
-    """``key value, ...``: integers as they are, other numbers to 3 significant digits."""
-    return ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.3g}" for k, v in config.items())
+    """``key value, ...``: integers as they are, other numbers to 3 significant digits, or for a number
+    just below 1 (a tau), to 3 digits of its distance from 1."""
+    return ", ".join(f"{k} {number_text(v)}" for k, v in config.items())
+
+
+def number_text(value: Any) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if 0.99 <= value < 1:
+        return f"{value:.{math.ceil(-math.log10(1 - value)) + 2}f}".rstrip("0")
+    return f"{value:.3g}"
 
 
 def mean_sd(values: list[float]) -> str:

@@ -309,3 +309,11 @@ def test_surrogate_check_pairs_the_oracle_with_retrained_bests_by_seed(tmp_path:
         "seed 101: -1.0.",
     ]
     assert report.surrogate_check(tmp_path / "none.json", retrained) == []
+
+
+def test_config_text_keeps_a_tau_apart_from_1() -> None:
+    config = {"tau_schedule_steps": 1000, "learning_rate": 0.000951234, "tau_base": 0.99987699, "x": 0.995}
+    assert (
+        report.config_text(config)
+        == "tau_schedule_steps 1000, learning_rate 0.000951, tau_base 0.999877, x 0.995"
+    )
