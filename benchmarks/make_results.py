@@ -2,8 +2,9 @@
 
 ``python benchmarks/make_results.py --run`` runs every benchmark (``bench_*.py --json results/NAME.json``)
 and then writes RESULTS.md; without ``--run`` it only reads the JSON files already in ``--results``.
-The search-quality section comes from ``search_quality/`` in that folder (``search_quality.py``, run apart:
-hours), its surrogate replay from ``search_surrogate.json`` (``search_surrogate.py``, about 15 minutes) and
+The search-quality section comes from ``search_quality/`` in that folder and its longer, earlier and
+wide-space folders (``search_quality.py``, run apart: hours), its surrogate replay from
+``search_surrogate.json`` (``search_surrogate.py``, about 8 minutes with its ``--check``) and
 its tau sweep from ``tau_sweep/`` there (``tau_sweep.py``, about 25 minutes); their plots are written to
 that folder too.
 ``--quick`` (with ``--run``) makes smoke figures, and RESULTS.md then says so at the top. ``--run --gpu``,

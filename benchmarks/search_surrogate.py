@@ -30,8 +30,8 @@ see whether any TPE setting would meet the goal). Random search is Optuna's
 and reports the goal's share: how often the case's best-so-far after half the budget reaches random's
 final best.
 
-Run: ``python benchmarks/search_surrogate.py`` (about 6 minutes on 2 CPU cores, half of it the GP case,
-then ``--check``: about 4 minutes for 5 seeds; ``--quick``: smoke).
+Run: ``python benchmarks/search_surrogate.py`` (about 3.5 minutes on 2 CPU cores, 2 of them the GP case,
+then ``--check``: about 2 minutes for 5 seeds; ``--quick``: smoke).
 Writes ``results/search_surrogate.json``; ``make_results.py`` renders it in RESULTS.md, section 6.
 """
 
