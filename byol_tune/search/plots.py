@@ -23,7 +23,8 @@ def write_plots(records: list[TrialRecord], objective: str, max_epochs: int, fol
     ]
     importance = param_importances(records, objective)
     if importance:
-        paths.append(_importances(importance, objective, folder / "param_importances.png"))
+        finished = sum(math.isfinite(r.best(objective)) for r in records)
+        paths.append(_importances(importance, objective, finished, folder / "param_importances.png"))
     return paths
 
 
@@ -170,11 +171,11 @@ def param_importances(records: list[TrialRecord], objective: str) -> dict[str, f
         return {}
 
 
-def _importances(importance: dict[str, float], objective: str, path: Path) -> Path:
+def _importances(importance: dict[str, float], objective: str, trials: int, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(importance) + 1.5))
     names = list(importance)[::-1]
     ax.barh(names, [importance[n] for n in names])
-    ax.set(xlabel="importance (PED-ANOVA)", title=f"Parameter importances for {objective}")
+    ax.set(xlabel="importance (PED-ANOVA)", title=f"Parameter importances for {objective} ({trials} trials)")
     save_figure(fig, path)
     plt.close(fig)
     return path
