@@ -331,24 +331,44 @@ def test_ctrl_c_stops_the_final_training_with_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_ctrl_c_stops_the_search_without_a_best_config(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+    ids=["SIGINT", "SIGTERM", "SIGTERM-to-the-group"],
+)
+def test_ctrl_c_stops_the_search_without_a_best_config(tmp_path: Path, signum: int, group: bool) -> None:
     """Tune takes the first Ctrl-C and returns as if finished; the search must not report a best. A
-    SIGTERM (kill, a scheduler's time limit) does the same."""
+    SIGTERM (kill, a scheduler's time limit) does the same; sent to the whole process group (timeout,
+    kill -- -PGID), it stops the local Ray cluster too, and the search still ends with the resume line."""
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE.replace("num_samples: 4, max_epochs: 4", "num_samples: 3, max_epochs: 40"))
     experiment = tmp_path / "runs" / "tiny"
     args = [sys.executable, "-m", "byol_tune.search", *_search_args(space, tmp_path), "--scheduler", "none"]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=group,  # its own process group, as under timeout or a batch scheduler
+    )
     deadline = time.monotonic() + 600
     while not _finished_trials(experiment, 2) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(1)  # the first trial is in its third epoch of 40: the search is far from done
     assert proc.poll() is None, "the search ended before the interrupt"
-    proc.send_signal(signum)  # SIGINT: what Ctrl-C sends to the driver
+    signalled = time.monotonic()
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)  # SIGINT: what Ctrl-C sends to the driver
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr[-3000:]
     assert f"continue with: python -m byol_tune.search --resume {experiment}" in stderr.splitlines()[-1]
     assert not (experiment / "best_config.yaml").exists()
+    if group:  # not Ray's 60 s of retries to reach its stopped GCS, and its dump
+        assert time.monotonic() - signalled < 30
+        assert "the Ray cluster stopped too" in stderr.splitlines()[-1]
+        # resumable as after a SIGKILL to the group: test_resume_after_kill_keeps_finished_trials
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ import argparse
 import logging
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from byol_tune.core.data import absolute_data_dir, check_batch_size, load_splits
 from byol_tune.errors import ConfigError
 from byol_tune.io import atomic_write_text, fresh_dir, is_folder_name
 from byol_tune.search import results
+from byol_tune.search.interrupt import fit_noting_interrupt, resume_line
 from byol_tune.search.ray_train import Resources, init_ray
 from byol_tune.search.report import rank, trials_csv, write_reports
 from byol_tune.search.resume import SPACE_COPY, add_wall_seconds, read_state, write_state
@@ -199,14 +199,14 @@ def _run(
         )
     else:
         tuner = build_tuner(space, settings, resources, overrides, experiment.parent, experiment.name)
-    grid, interrupted = _fit_noting_interrupt(tuner)
+    grid, interrupted = fit_noting_interrupt(tuner, resume_line(experiment))
     records = results.records_from_grid(grid, settings.objective)
     wall_seconds = add_wall_seconds(experiment, time.perf_counter() - start)  # this run's and earlier runs'
     if interrupted:  # Tune saved its state and returned as if done: report nothing as the search's best
         done = sum(math.isfinite(r.best(settings.objective)) for r in records)
         print(
             f"interrupted: {done} trial(s) reported {settings.objective}, no best_config.yaml written; "
-            f"continue with: python -m byol_tune.search --resume {experiment}",
+            + resume_line(experiment),
             file=sys.stderr,
         )
         return 130
@@ -248,31 +248,6 @@ def _run(
     )
     print(f"train it longer: python -m byol_tune.train --from-search {experiment} --max-epochs 50")
     return 0
-
-
-def _fit_noting_interrupt(tuner: Any) -> tuple[Any, bool]:
-    """``tuner.fit()``, and whether a Ctrl-C or a SIGTERM stopped it. Tune takes the first SIGINT
-    itself: it saves the experiment, returns normally, and puts back the handler it found, which is ours
-    (a second Ctrl-C then raises KeyboardInterrupt, as Python's default would). Without an interrupt
-    Tune's own handler is still in place when fit returns. A SIGTERM (``kill``, a batch scheduler's time
-    limit) is turned into a SIGINT, so it too stops the search resumably; Ray's own SIGTERM handler
-    would kill the driver with a stack dump and no resume hint."""
-
-    def raise_interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    def as_ctrl_c(signum: int, frame: Any) -> None:
-        signal.raise_signal(signal.SIGINT)
-
-    tune_catches = not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
-    previous = signal.signal(signal.SIGINT, raise_interrupt)
-    previous_term = signal.signal(signal.SIGTERM, as_ctrl_c)
-    try:
-        grid = tuner.fit()
-        return grid, tune_catches and signal.getsignal(signal.SIGINT) is raise_interrupt
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _resources(args: argparse.Namespace, cluster: dict[str, float], concurrent: int) -> Resources:
