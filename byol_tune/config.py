@@ -34,6 +34,13 @@ HALF_TRUE_REASON = (
     "use bf16-mixed or 16-mixed (float32 weights, half-precision maths)"
 )
 
+# DeepSpeed accumulates gradients itself, and Lightning then calls optimizer_step for every batch: the
+# module's EMA and tau would step per micro-batch, not per optimizer step
+SELF_ACCUMULATING_REASON = (
+    "the strategy accumulates gradients itself and Lightning steps the optimizer every batch, so the "
+    "target's EMA and tau would move per micro-batch; use 1 and a larger batch_size"
+)
+
 
 class BYOLConfig(BaseModel):
     """Everything a BYOL run needs. Unknown keys are errors, never silently ignored."""
@@ -193,6 +200,11 @@ class BYOLConfig(BaseModel):
             raise ValueError(f"data_dir is required for dataset {self.dataset!r}")
         if self.dataset == "vectors" and self.backbone != "mlp":
             raise ValueError("backbone must be 'mlp' for dataset 'vectors'")
+        if self.strategy.startswith("deepspeed") and self.accumulate_grad_batches > 1:
+            raise ValueError(
+                f"accumulate_grad_batches {self.accumulate_grad_batches} with strategy {self.strategy!r}: "
+                + SELF_ACCUMULATING_REASON
+            )
         if self.dataset == "shapes" and self.data_dir:
             raise ValueError(
                 f"data_dir {self.data_dir!r}: not read by dataset 'shapes' (generated in memory); "

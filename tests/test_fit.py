@@ -240,3 +240,43 @@ def test_resume_that_cannot_continue_is_one_line_and_writes_nothing(tmp_path: Pa
     assert resumed.history[0] == first.history[0]
     saved = json.loads((resumed.run_dir / "metrics.json").read_text())
     assert [h["epoch"] for h in saved["history"]] == [1, 2]
+
+
+def test_strategies_that_accumulate_gradients_themselves_are_refused_with_accumulation(
+    tmp_path: Path,
+) -> None:
+    """DeepSpeed accumulates gradients itself and Lightning then steps the optimizer every batch: the
+    EMA would move per micro-batch. The config refuses it before any run folder; the module refuses any
+    such strategy (here a stand-in on the CPU) for a Trainer of one's own."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    with pytest.raises(
+        ConfigError, match=r"^config: accumulate_grad_batches 2 with strategy 'deepspeed': the"
+    ):
+        fit({**TINY, "output_dir": str(tmp_path), "strategy": "deepspeed", "accumulate_grad_batches": 2})
+    assert not any(tmp_path.iterdir())
+    make_config({**TINY, "strategy": "deepspeed", "accumulate_grad_batches": 1})  # no accumulation: fine
+
+    class Accumulating(SingleDeviceStrategy):
+        @property
+        def handles_gradient_accumulation(self) -> bool:
+            return True
+
+    def train(accumulate: int) -> None:
+        model = build_run(make_config({**TINY, "linear_probe": False})).module
+        trainer = L.Trainer(
+            max_epochs=1,
+            strategy=Accumulating(device=torch.device("cpu")),
+            accumulate_grad_batches=accumulate,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+        )
+        loader = DataLoader(TensorDataset(torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)), batch_size=4)
+        trainer.fit(model, loader)
+
+    with pytest.raises(
+        ValueError, match=r"^accumulate_grad_batches 2 with Accumulating: the strategy accumulates"
+    ):
+        train(2)
+    train(1)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from byol_tune import metrics
-from byol_tune.config import HALF_TRUE_REASON
+from byol_tune.config import HALF_TRUE_REASON, SELF_ACCUMULATING_REASON
 from byol_tune.parts import momentum
 from byol_tune.parts.backbones import backbone_features, feature_dim
 from byol_tune.parts.heads import MLPHead
@@ -259,6 +259,12 @@ class BYOL(L.LightningModule):
         dtypes = {p.dtype for p in self.backbone_momentum.parameters()}
         if dtypes & {torch.bfloat16, torch.float16}:  # Lightning's bf16-true / 16-true casts the module
             raise ValueError(f"precision: {', '.join(map(str, sorted(dtypes, key=str)))}: {HALF_TRUE_REASON}")
+        strategy, accumulate = self.trainer.strategy, self.trainer.accumulate_grad_batches
+        if strategy.handles_gradient_accumulation and accumulate > 1:  # DeepSpeed's
+            raise ValueError(
+                f"accumulate_grad_batches {accumulate} with {type(strategy).__name__}: "
+                + SELF_ACCUMULATING_REASON
+            )
         if self.trainer.world_size > 1:
             # every process was seeded alike, for one starting model; the views drawn in the step must
             # then differ per process, as DataLoader workers' do (Lightning seeds those per rank)
