@@ -6,7 +6,7 @@ import socket
 import threading
 from pathlib import Path
 
-from byol_tune.search.interrupt import resume_line, watch_cluster
+from byol_tune.search.interrupt import host_port, resume_line, watch_cluster
 
 
 def listening() -> tuple[socket.socket, str]:
@@ -41,3 +41,9 @@ def test_watch_ends_quietly_when_the_fit_is_done() -> None:
 
 def test_resume_line() -> None:
     assert resume_line(Path("/r/x")) == "continue with: python -m byol_tune.search --resume /r/x"
+
+
+def test_host_port_reads_ray_addresses_ipv6_included() -> None:
+    assert host_port("192.0.2.2:33047") == ("192.0.2.2", 33047)
+    assert host_port("[::1]:6379") == ("::1", 6379)  # Ray's build_address brackets an IPv6 host
+    assert host_port("head.example:6379") == ("head.example", 6379)

@@ -367,7 +367,6 @@ def test_ctrl_c_stops_the_search_without_a_best_config(tmp_path: Path, signum: i
     assert not (experiment / "best_config.yaml").exists()
     if group:  # not Ray's 60 s of retries to reach its stopped GCS, and its dump
         assert time.monotonic() - signalled < 30
-        assert "the Ray cluster stopped too" in stderr.splitlines()[-1]
         # resumable as after a SIGKILL to the group: test_resume_after_kill_keeps_finished_trials
 
 

@@ -199,7 +199,7 @@ def _run(
         )
     else:
         tuner = build_tuner(space, settings, resources, overrides, experiment.parent, experiment.name)
-    grid, interrupted = fit_noting_interrupt(tuner, resume_line(experiment))
+    grid, interrupted = fit_noting_interrupt(tuner, resume_line(experiment), own_cluster=args.address is None)
     records = results.records_from_grid(grid, settings.objective)
     wall_seconds = add_wall_seconds(experiment, time.perf_counter() - start)  # this run's and earlier runs'
     if interrupted:  # Tune saved its state and returned as if done: report nothing as the search's best

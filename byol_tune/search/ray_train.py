@@ -23,6 +23,7 @@ from byol_tune.config import BYOLConfig, make_config
 from byol_tune.core.build import RunParts, build_run, hparams, quiet_dependency_output
 from byol_tune.core.knn_callback import KNNCallback
 from byol_tune.errors import ConfigError, reason
+from byol_tune.search.interrupt import host_port
 
 CHECKPOINT_NAME = "checkpoint.ckpt"
 
@@ -336,10 +337,10 @@ def _check_reachable(address: str) -> None:
     """Fail in seconds, with one line, when ``HOST:PORT`` does not answer (Ray itself retries for minutes)."""
     import socket
 
-    host, sep, port = address.rpartition(":")
+    _, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or "://" in address:
         return  # "auto", ray:// client addresses: left to Ray
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        socket.create_connection(host_port(address), timeout=5).close()
     except OSError as exc:
         raise ConfigError(f"--address {address}: no Ray head answers there ({exc})") from None
