@@ -79,9 +79,8 @@ def axis_ticks(values: list[Any], log_ok: bool) -> tuple[list[float], list[tuple
     numeric = _numeric(values)
     if numeric is None:
         levels = sorted({str(v) for v in values})
-        step = 1 / (len(levels) - 1) if len(levels) > 1 else 0.0
-        heights = [levels.index(str(v)) * step if len(levels) > 1 else 0.5 for v in values]
-        return heights, [((k * step if len(levels) > 1 else 0.5), level) for k, level in enumerate(levels)]
+        at = {level: k / (len(levels) - 1) if len(levels) > 1 else 0.5 for k, level in enumerate(levels)}
+        return [at[str(v)] for v in values], [(height, level) for level, height in at.items()]
     low, high = min(numeric), max(numeric)
     log = log_ok and low > 0 and high / low > 20
     scaled = [math.log10(v) for v in numeric] if log else numeric
