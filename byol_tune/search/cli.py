@@ -199,14 +199,15 @@ def _run(
         )
     else:
         tuner = build_tuner(space, settings, resources, overrides, experiment.parent, experiment.name)
-    grid, interrupted = fit_noting_interrupt(tuner, resume_line(experiment), own_cluster=args.address is None)
+    resume = resume_line(experiment)
+    grid, interrupted = fit_noting_interrupt(tuner, resume, own_cluster=args.address is None)
     records = results.records_from_grid(grid, settings.objective)
     wall_seconds = add_wall_seconds(experiment, time.perf_counter() - start)  # this run's and earlier runs'
     if interrupted:  # Tune saved its state and returned as if done: report nothing as the search's best
         done = sum(math.isfinite(r.best(settings.objective)) for r in records)
         print(
             f"interrupted: {done} trial(s) reported {settings.objective}, no best_config.yaml written; "
-            + resume_line(experiment),
+            + resume,
             file=sys.stderr,
         )
         return 130
