@@ -165,7 +165,7 @@ def run_search(
         for t in trials
         for e, v in enumerate(t["history"])
     ][:budget]
-    return {"events": events, "trials": trials, "settings": settings.__dict__}
+    return {"events": events, "trials": trials, "settings": settings.__dict__, "space": space_name}
 
 
 def retrain_best(run: dict[str, Any], seed: int, workdir: Path) -> dict[str, Any]:
@@ -223,7 +223,6 @@ def main() -> None:
                 run = run_fixed(method, seed, args.budget, where)
             else:
                 run = run_search(method, seed, args.budget, where, args.threads, args.num_samples, args.space)
-                run["space"] = args.space
             if method == RETRAINED:
                 run["retrain"] = retrain_best(run, seed, where)
             best = max(e[metrics.KNN_TOP1] for e in run["events"])

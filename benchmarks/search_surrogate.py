@@ -139,9 +139,8 @@ def fit_surrogate(
     y = np.array([h[rung - 1] for _, _, h in at_rung])
     coef, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
     residual = y - x @ coef
-    dof = (
-        len(y) - rank
-    )  # a feature constant over every trial (no warm-up without the wide study) fits nothing
+    # a feature constant over every trial (no warm-up without the wide study) fits nothing
+    dof = len(y) - rank
     full = [h for _, _, h in at_rung if len(h) >= max_epochs]
     gains = [h[max_epochs - 1] - h[rung - 1] for h in full]
     span = max_epochs - rung
